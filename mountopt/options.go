@@ -1,0 +1,56 @@
+// Package mountopt owns Strata's command line: it turns the arguments that
+// fuse-overlayfs accepts (and the form the fuse3 mount helper produces) into
+// an Options value, and checks that value against the filesystem before
+// anything is mounted. It knows nothing of FUSE or of the overlay engine.
+package mountopt
+
+// IDMap is one range of a uidmapping=/gidmapping= option: IDs
+// [Container, Container+Size) seen through the mount are stored on disk as
+// [Host, Host+Size).
+type IDMap struct {
+	Container uint32
+	Host      uint32
+	Size      uint32
+}
+
+// Options is everything a Strata mount needs, after parsing.
+type Options struct {
+	// Lowers are the lower layers, absolute and cleaned; Lowers[0] is the
+	// top-most (the leftmost entry of lowerdir=).
+	Lowers []string
+	// Upper and Work are empty for a read-only mount of the lower stack.
+	Upper string
+	Work  string
+	// Mountpoint is absolute and cleaned.
+	Mountpoint string
+
+	ReadOnly   bool // "ro", or no upperdir
+	Foreground bool // -f
+	Debug      bool // -d, or -o debug
+
+	UserXattr bool // userxattr: overlay xattrs live under "user.overlay."
+	Volatile  bool // volatile or fsync=0: skip syncs
+
+	AllowOther         bool // allow_other (default true when run as root)
+	DefaultPermissions bool // always true in practice: the kernel checks permissions
+
+	FsName  string // fsname=, default: the string "strata"
+	Subtype string // subtype=, default "strata"
+
+	// KernelOptions are options handed to the kernel's FUSE mount as they
+	// are (nodev, nosuid, noexec, noatime, context="...", ...).
+	KernelOptions []string
+
+	UIDMap       []IDMap
+	GIDMap       []IDMap
+	SquashToUID  int // -1: none
+	SquashToGID  int // -1: none
+	SquashToRoot bool
+
+	// XattrPermissions is fuse-overlayfs' xattr_permissions=0|1|2.
+	XattrPermissions int
+
+	// Notices are one-line messages for options that were accepted but
+	// ignored; the CLI prints them on stderr.
+	Notices []string
+}
