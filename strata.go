@@ -5,3 +5,166 @@
 // The overlay semantics live in package overlay (no FUSE there), the FUSE
 // protocol in package fusefs, and the command line in package mountopt.
 package strata
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/stratafs/strata/fusefs"
+	"github.com/stratafs/strata/mountopt"
+	"github.com/stratafs/strata/overlay"
+)
+
+// CacheTimeout is how long the kernel caches entries and attributes. The
+// layers of a mounted overlay must not be changed underneath it, and all
+// changes through the mount are known to the kernel, so it can be long.
+const CacheTimeout = time.Hour
+
+// Server is a live Strata mount.
+type Server struct {
+	Mountpoint string
+	FS         *overlay.FS
+	fuse       *fuse.Server
+}
+
+// Mount validates o, mounts the overlay on o.Mountpoint and returns once
+// the kernel serves requests through it. Nothing is left mounted when it
+// fails.
+func Mount(o *mountopt.Options) (*Server, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	cfg := overlay.Config{
+		Lowers:    o.Lowers,
+		Upper:     o.Upper,
+		Work:      o.Work,
+		UserXattr: o.UserXattr,
+		Volatile:  o.Volatile,
+		IDMap:     idMapper(o),
+	}
+	if o.ReadOnly {
+		cfg.Upper, cfg.Work = "", ""
+	}
+	ov, err := overlay.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	syscall.Umask(0) // modes from the kernel already have the caller's umask applied
+	raw := fusefs.New(ov, CacheTimeout)
+	srv, err := fuse.NewServer(raw, o.Mountpoint, fuseOptions(o))
+	if err != nil {
+		ov.Close()
+		return nil, fmt.Errorf("mounting on %s: %w", o.Mountpoint, err)
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		srv.Unmount()
+		ov.Close()
+		return nil, fmt.Errorf("mounting on %s: %w", o.Mountpoint, err)
+	}
+	return &Server{Mountpoint: o.Mountpoint, FS: ov, fuse: srv}, nil
+}
+
+// Wait blocks until the mount goes away (umount, fusermount3 -u, or
+// Unmount).
+func (s *Server) Wait() {
+	s.fuse.Wait()
+	s.FS.Close()
+}
+
+// Unmount unmounts the overlay, retrying while it is busy for a short
+// while.
+func (s *Server) Unmount() error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = s.fuse.Unmount(); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("unmounting %s: %w", s.Mountpoint, err)
+	}
+	s.fuse.Wait()
+	return s.FS.Close()
+}
+
+func idMapper(o *mountopt.Options) *overlay.IDMapper {
+	if len(o.UIDMap) == 0 && len(o.GIDMap) == 0 && o.SquashToUID < 0 && o.SquashToGID < 0 && !o.SquashToRoot {
+		return nil
+	}
+	m := &overlay.IDMapper{SquashUID: o.SquashToUID, SquashGID: o.SquashToGID}
+	if o.SquashToRoot {
+		m.SquashUID, m.SquashGID = 0, 0
+	}
+	for _, r := range o.UIDMap {
+		m.UIDs = append(m.UIDs, overlay.IDRange{Inside: r.Container, Outside: r.Host, Size: r.Size})
+	}
+	for _, r := range o.GIDMap {
+		m.GIDs = append(m.GIDs, overlay.IDRange{Inside: r.Container, Outside: r.Host, Size: r.Size})
+	}
+	return m
+}
+
+// mountFlags are the kernel options that must be mount(2) flags rather
+// than FUSE option strings.
+var mountFlags = map[string]uintptr{
+	"ro": syscall.MS_RDONLY, "nosuid": syscall.MS_NOSUID, "nodev": syscall.MS_NODEV,
+	"noexec": syscall.MS_NOEXEC, "noatime": syscall.MS_NOATIME, "nodiratime": syscall.MS_NODIRATIME,
+	"relatime": syscall.MS_RELATIME, "strictatime": syscall.MS_STRICTATIME,
+	"sync": syscall.MS_SYNCHRONOUS, "dirsync": syscall.MS_DIRSYNC,
+	"suid": 0, "dev": 0, "exec": 0,
+}
+
+func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
+	mo := &fuse.MountOptions{
+		AllowOther:               o.AllowOther,
+		FsName:                   o.FsName,
+		Name:                     o.Subtype,
+		MaxWrite:                 1 << 20,
+		MaxBackground:            64,
+		Debug:                    o.Debug,
+		EnableSymlinkCaching:     true, // a symlink's target never changes
+		ExplicitDataCacheControl: true, // the daemon knows when data changes
+		// Passthrough fixes one backing file per open, which copy-up must
+		// be able to replace: not used yet.
+		DisabledCapabilities: fuse.CAP_PASSTHROUGH,
+	}
+	if mo.FsName == "" {
+		mo.FsName = "strata"
+	}
+	if mo.Name == "" {
+		mo.Name = "strata"
+	}
+	if o.Debug {
+		mo.Logger = log.New(os.Stderr, "", log.Lmicroseconds)
+	}
+	mo.Options = append(mo.Options, "default_permissions")
+	if os.Geteuid() == 0 {
+		// Mount directly, with no set-id or device restrictions unless
+		// asked: a container's root needs both.
+		mo.DirectMountStrict = true
+		flags := uintptr(syscall.MS_MGC_VAL)
+		if o.ReadOnly {
+			flags |= syscall.MS_RDONLY
+		}
+		for _, k := range o.KernelOptions {
+			if f, ok := mountFlags[k]; ok {
+				flags |= f
+				continue
+			}
+			mo.Options = append(mo.Options, k)
+		}
+		mo.DirectMountFlags = flags
+		return mo
+	}
+	mo.Options = append(mo.Options, o.KernelOptions...)
+	if o.ReadOnly {
+		mo.Options = append(mo.Options, "ro")
+	}
+	return mo
+}

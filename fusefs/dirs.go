@@ -1,0 +1,90 @@
+package fusefs
+
+import (
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+func (fs *FS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
+	}
+	d, err := fs.ov.OpenDir(n)
+	if err != nil {
+		return status(err)
+	}
+	out.Fh = fs.addDir(d)
+	return fuse.OK
+}
+
+func (fs *FS) ReleaseDir(in *fuse.ReleaseIn) {
+	fs.mu.Lock()
+	delete(fs.dirs, in.Fh)
+	fs.mu.Unlock()
+}
+
+func (fs *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return fuse.OK
+}
+
+// Directory stream positions: 0 is ".", 1 is "..", p >= 2 is the
+// snapshot's entry p-2. An entry's offset is the position after it.
+func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
+	d := fs.dir(in.Fh)
+	if d == nil {
+		return fuse.EBADF
+	}
+	n := d.Node()
+	pos := in.Offset
+	start := uint64(0)
+	if pos > 2 {
+		start = pos - 2
+	}
+	ents, err := fs.ov.ReadDir(d, start, pos == 0)
+	if err != nil {
+		return status(err)
+	}
+	for ; pos < 2; pos++ {
+		name := "."
+		if pos == 1 {
+			name = ".."
+		}
+		e := fuse.DirEntry{Name: name, Mode: unix.S_IFDIR, Ino: n.Ino(), Off: pos + 1}
+		if plus {
+			if out.AddDirLookupEntry(e) == nil {
+				return fuse.OK
+			}
+		} else if !out.AddDirEntry(e) {
+			return fuse.OK
+		}
+	}
+	for i, ent := range ents {
+		e := fuse.DirEntry{Name: ent.Name, Mode: ent.Kind, Ino: ent.Ino, Off: pos + uint64(i) + 1}
+		if !plus {
+			if !out.AddDirEntry(e) {
+				break
+			}
+			continue
+		}
+		eo := out.AddDirLookupEntry(e)
+		if eo == nil {
+			break
+		}
+		c, st, err := fs.ov.Lookup(n, ent.Name)
+		if err != nil {
+			continue // gone since the snapshot: NodeId 0 makes the kernel skip it
+		}
+		fs.fillEntry(eo, c, &st)
+		out.FixMode(st.Mode)
+	}
+	return fuse.OK
+}
+
+func (fs *FS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return fs.readDir(in, out, false)
+}
+
+func (fs *FS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	return fs.readDir(in, out, true)
+}

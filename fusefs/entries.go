@@ -1,0 +1,179 @@
+package fusefs
+
+import (
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/stratafs/strata/overlay"
+	"golang.org/x/sys/unix"
+)
+
+// Lookup answers with the node, or with a cached negative entry: names
+// cannot appear behind the kernel's back.
+func (fs *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	parent := fs.node(h.NodeId)
+	if parent == nil {
+		return fuse.ENOENT
+	}
+	n, st, err := fs.ov.Lookup(parent, name)
+	if err == unix.ENOENT {
+		out.NodeId = 0
+		out.SetEntryTimeout(fs.timeout)
+		return fuse.OK
+	}
+	if err != nil {
+		return status(err)
+	}
+	fs.fillEntry(out, n, &st)
+	return fuse.OK
+}
+
+func (fs *FS) Forget(nodeid, nlookup uint64) {
+	if n := fs.node(nodeid); n != nil {
+		fs.ov.Forget(n, nlookup)
+	}
+}
+
+func (fs *FS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
+	}
+	st, err := fs.ov.Getattr(n)
+	if err != nil {
+		return status(err)
+	}
+	out.SetTimeout(fs.timeout)
+	fillAttr(&out.Attr, &st)
+	return fuse.OK
+}
+
+func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
+	}
+	a := overlay.SetAttr{Mode: in.Mode, UID: in.Uid, GID: in.Gid, Size: in.Size}
+	v := in.Valid
+	set := func(bit uint32, flag uint32) {
+		if v&bit != 0 {
+			a.Valid |= flag
+		}
+	}
+	set(fuse.FATTR_MODE, overlay.SetMode)
+	set(fuse.FATTR_UID, overlay.SetUID)
+	set(fuse.FATTR_GID, overlay.SetGID)
+	set(fuse.FATTR_SIZE, overlay.SetSize)
+	set(fuse.FATTR_ATIME, overlay.SetAtime)
+	set(fuse.FATTR_MTIME, overlay.SetMtime)
+	set(fuse.FATTR_ATIME_NOW, overlay.SetAtimeNow)
+	set(fuse.FATTR_MTIME_NOW, overlay.SetMtimeNow)
+	a.Atime = unix.Timespec{Sec: int64(in.Atime), Nsec: int64(in.Atimensec)}
+	a.Mtime = unix.Timespec{Sec: int64(in.Mtime), Nsec: int64(in.Mtimensec)}
+	if a.Valid == 0 {
+		return fs.GetAttr(cancel, &fuse.GetAttrIn{InHeader: in.InHeader}, out)
+	}
+	st, err := fs.ov.Setattr(n, &a)
+	if err != nil {
+		return status(err)
+	}
+	out.SetTimeout(fs.timeout)
+	fillAttr(&out.Attr, &st)
+	return fuse.OK
+}
+
+func (fs *FS) create(h *fuse.InHeader, name string, obj overlay.NewObject, out *fuse.EntryOut) (*overlay.Handle, fuse.Status) {
+	parent := fs.node(h.NodeId)
+	if parent == nil {
+		return nil, fuse.ENOENT
+	}
+	n, fh, st, err := fs.ov.Create(parent, name, obj, caller(h))
+	if err != nil {
+		return nil, status(err)
+	}
+	fs.fillEntry(out, n, &st)
+	return fh, fuse.OK
+}
+
+func (fs *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	_, s := fs.create(&in.InHeader, name, overlay.NewObject{Kind: in.Mode & unix.S_IFMT, Mode: in.Mode, Rdev: in.Rdev}, out)
+	return s
+}
+
+func (fs *FS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	_, s := fs.create(&in.InHeader, name, overlay.NewObject{Kind: unix.S_IFDIR, Mode: in.Mode}, out)
+	return s
+}
+
+func (fs *FS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
+	_, s := fs.create(h, name, overlay.NewObject{Kind: unix.S_IFLNK, Mode: 0777, Target: target}, out)
+	return s
+}
+
+func (fs *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	fh, s := fs.create(&in.InHeader, name, overlay.NewObject{Kind: unix.S_IFREG, Mode: in.Mode, Flags: int(in.Flags)}, &out.EntryOut)
+	if !s.Ok() {
+		return s
+	}
+	out.Fh = fs.addFile(fh)
+	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+	return fuse.OK
+}
+
+func (fs *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	n, parent := fs.node(in.Oldnodeid), fs.node(in.NodeId)
+	if n == nil || parent == nil {
+		return fuse.ENOENT
+	}
+	st, err := fs.ov.Link(n, parent, name)
+	if err != nil {
+		return status(err)
+	}
+	fs.fillEntry(out, n, &st)
+	return fuse.OK
+}
+
+func (fs *FS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	parent := fs.node(h.NodeId)
+	if parent == nil {
+		return fuse.ENOENT
+	}
+	return status(fs.ov.Unlink(parent, name))
+}
+
+func (fs *FS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	parent := fs.node(h.NodeId)
+	if parent == nil {
+		return fuse.ENOENT
+	}
+	return status(fs.ov.Rmdir(parent, name))
+}
+
+func (fs *FS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string, newName string) fuse.Status {
+	op, np := fs.node(in.NodeId), fs.node(in.Newdir)
+	if op == nil || np == nil {
+		return fuse.ENOENT
+	}
+	return status(fs.ov.Rename(op, oldName, np, newName, in.Flags))
+}
+
+func (fs *FS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	n := fs.node(h.NodeId)
+	if n == nil {
+		return nil, fuse.ENOENT
+	}
+	t, err := fs.ov.Readlink(n)
+	if err != nil {
+		return nil, status(err)
+	}
+	return []byte(t), fuse.OK
+}
+
+func (fs *FS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	st, err := fs.ov.Statfs()
+	if err != nil {
+		return status(err)
+	}
+	out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
+	out.Files, out.Ffree = st.Files, st.Ffree
+	out.Bsize, out.Frsize, out.NameLen = uint32(st.Bsize), uint32(st.Frsize), uint32(st.Namelen)
+	return fuse.OK
+}

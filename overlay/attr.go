@@ -1,0 +1,199 @@
+package overlay
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// fixAttr turns a real object's stat into the overlay's: the node's inode
+// number, nlink 1 for merged directories (as the kernel reports them) and
+// owners as seen through the mount.
+func (fs *FS) fixAttr(n *Node, st *unix.Stat_t) {
+	st.Ino = n.ino
+	if n.kind == unix.S_IFDIR && (n.upper && len(n.lowers) > 0 || len(n.lowers) > 1) {
+		st.Nlink = 1
+	}
+	st.Uid, st.Gid = fs.ids.toMount(st.Uid, st.Gid)
+}
+
+// Getattr returns the node's attributes: those of the open backing file
+// when there is one (so they follow copy-up and unlink), else those of
+// the visible real object.
+func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	n.dataMu.RLock()
+	if b := n.backing; b != nil {
+		err := unix.Fstat(b.fd, &st)
+		n.dataMu.RUnlock()
+		if err != nil {
+			return st, err
+		}
+		fs.fixAttr(n, &st)
+		return st, nil
+	}
+	n.dataMu.RUnlock()
+
+	fs.treeMu.RLock()
+	defer fs.treeMu.RUnlock()
+	if n.deleted || n.anon {
+		return st, unix.ENOENT
+	}
+	l := n.topLayer()
+	if l == nil {
+		return st, unix.ENOENT
+	}
+	if err := unix.Lstat(l.path(n.rel()), &st); err != nil {
+		return st, err
+	}
+	fs.fixAttr(n, &st)
+	return st, nil
+}
+
+// SetAttr says what Setattr changes.
+type SetAttr struct {
+	Valid       uint32
+	Mode        uint32 // permission bits
+	UID, GID    uint32 // as seen through the mount
+	Size        uint64
+	Atime       unix.Timespec
+	Mtime       unix.Timespec
+	KillSUIDGID bool
+}
+
+// SetAttr.Valid bits.
+const (
+	SetMode uint32 = 1 << iota
+	SetUID
+	SetGID
+	SetSize
+	SetAtime
+	SetMtime
+	SetAtimeNow
+	SetMtimeNow
+)
+
+// Setattr changes the node's attributes, copying it up first.
+func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if fs.upper == nil {
+		return st, unix.EROFS
+	}
+	limit := int64(-1)
+	if a.Valid&SetSize != 0 {
+		if n.kind == unix.S_IFDIR {
+			return st, unix.EISDIR
+		}
+		limit = int64(a.Size)
+	}
+	if err := fs.copyUp(n, limit); err != nil {
+		return st, err
+	}
+	err := fs.onReal(n, func(path string, fd int) error {
+		if a.Valid&(SetUID|SetGID) != 0 {
+			uid, gid := -1, -1
+			luid, lgid := fs.ids.toLayer(a.UID, a.GID)
+			if a.Valid&SetUID != 0 {
+				uid = int(luid)
+			}
+			if a.Valid&SetGID != 0 {
+				gid = int(lgid)
+			}
+			var err error
+			if fd >= 0 {
+				err = unix.Fchown(fd, uid, gid)
+			} else {
+				err = unix.Lchown(path, uid, gid)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if a.Valid&SetMode != 0 && n.kind != unix.S_IFLNK {
+			var err error
+			if fd >= 0 {
+				err = unix.Fchmod(fd, a.Mode&07777)
+			} else {
+				err = unix.Chmod(path, a.Mode&07777)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if a.Valid&SetSize != 0 {
+			var err error
+			if fd >= 0 {
+				err = unix.Ftruncate(fd, int64(a.Size))
+				if err == unix.EBADF || err == unix.EINVAL {
+					err = truncateViaProc(fd, int64(a.Size))
+				}
+			} else {
+				err = unix.Truncate(path, int64(a.Size))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if a.Valid&(SetAtime|SetMtime|SetAtimeNow|SetMtimeNow) != 0 {
+			ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+			switch {
+			case a.Valid&SetAtimeNow != 0:
+				ts[0] = unix.Timespec{Nsec: unix.UTIME_NOW}
+			case a.Valid&SetAtime != 0:
+				ts[0] = a.Atime
+			}
+			switch {
+			case a.Valid&SetMtimeNow != 0:
+				ts[1] = unix.Timespec{Nsec: unix.UTIME_NOW}
+			case a.Valid&SetMtime != 0:
+				ts[1] = a.Mtime
+			}
+			if fd >= 0 {
+				return futimens(fd, &ts)
+			}
+			return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	return fs.Getattr(n)
+}
+
+// onReal runs fn on the node's upper object: on the backing file's
+// descriptor when one is open (fd >= 0), else on its path.
+func (fs *FS) onReal(n *Node, fn func(path string, fd int) error) error {
+	fs.treeMu.RLock()
+	defer fs.treeMu.RUnlock()
+	n.dataMu.RLock()
+	defer n.dataMu.RUnlock()
+	if b := n.backing; b != nil && b.upper {
+		return fn("", b.fd)
+	}
+	if n.deleted || n.anon {
+		return unix.ENOENT
+	}
+	if !n.upper {
+		return unix.EIO // copy-up did not happen: a bug, not a user error
+	}
+	return fn(fs.upper.path(n.rel()), -1)
+}
+
+func futimens(fd int, ts *[2]unix.Timespec) error {
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// truncateViaProc truncates the file behind a read-only descriptor.
+func truncateViaProc(fd int, size int64) error {
+	wfd, err := unix.Open(procFdPath(fd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(wfd)
+	return unix.Ftruncate(wfd, size)
+}

@@ -1,0 +1,428 @@
+package overlay
+
+import (
+	"errors"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// copyUp makes n exist in the upper layer, with its parents first. For a
+// regular file, limit >= 0 copies only the first limit bytes of data (the
+// caller is about to truncate there); limit < 0 copies it all.
+//
+// The new upper object is built in the work directory (an O_TMPFILE for
+// regular files) with its data, owner, mode, xattrs and times, made
+// durable, and only then linked into the upper layer: the upper layer
+// never holds a partial copy. Open handles of n are switched to the new
+// file in the same step, so they never see two different files.
+func (fs *FS) copyUp(n *Node, limit int64) error {
+	if fs.upper == nil {
+		return unix.EROFS
+	}
+	fs.treeMu.RLock()
+	done, parent := n.upper, n.parent
+	fs.treeMu.RUnlock()
+	if done {
+		return nil
+	}
+	if parent != nil {
+		if err := fs.copyUp(parent, -1); err != nil {
+			return err
+		}
+	}
+	n.copyMu.Lock()
+	defer n.copyMu.Unlock()
+	return fs.copyUpLocked(n, limit)
+}
+
+func (fs *FS) copyUpLocked(n *Node, limit int64) error {
+	fs.treeMu.RLock()
+	if n.upper {
+		fs.treeMu.RUnlock()
+		return nil
+	}
+	if n.parent != nil && !n.parent.upper && !n.deleted {
+		// The parent was replaced while we waited: let the caller retry.
+		fs.treeMu.RUnlock()
+		return unix.EAGAIN
+	}
+	rel := n.rel()
+	src := n.topLayer()
+	fs.treeMu.RUnlock()
+	if src == nil {
+		return unix.ENOENT
+	}
+	srcPath := src.path(rel)
+	var st unix.Stat_t
+	if err := unix.Lstat(srcPath, &st); err != nil {
+		return err
+	}
+	if n.kind == unix.S_IFREG {
+		return fs.copyUpFile(n, srcPath, &st, limit)
+	}
+	return fs.copyUpOther(n, srcPath, &st)
+}
+
+// copyUpFile copies a regular file into an anonymous file in the work
+// directory and links it into place.
+func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) error {
+	sfd, err := unix.Open(srcPath, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_LARGEFILE, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sfd)
+	tfd, tmpPath, err := fs.createTemp()
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unix.Close(tfd)
+			if tmpPath != "" {
+				unix.Unlink(tmpPath)
+			}
+		}
+	}()
+	size := st.Size
+	if limit >= 0 && limit < size {
+		size = limit
+	}
+	if err := copyData(sfd, tfd, size); err != nil {
+		return err
+	}
+	if err := fs.copyMeta(st, srcPath, realRef{fd: tfd}, n.ino); err != nil {
+		return err
+	}
+	if err := fs.fsync(tfd); err != nil {
+		return err
+	}
+
+	fs.treeMu.Lock()
+	defer fs.treeMu.Unlock()
+	if n.deleted {
+		// Unlinked while we copied: the copy lives on as the backing file
+		// of the remaining open handles only.
+		n.upper, n.anon = true, true
+	} else {
+		rel := n.rel()
+		if h := fs.Hooks.CopyUpBeforeLink; h != nil {
+			h(rel)
+		}
+		dst := fs.upper.path(rel)
+		restore := fs.keepParentTimes(n.parent)
+		if tmpPath != "" {
+			err = unix.Rename(tmpPath, dst)
+		} else {
+			err = linkTmpfile(tfd, dst)
+		}
+		restore()
+		if err != nil {
+			return err
+		}
+		tmpPath = ""
+		n.upper = true
+	}
+	var ust unix.Stat_t
+	if unix.Fstat(tfd, &ust) == nil {
+		n.upperIno = ust.Ino
+	}
+	n.lowers = nil
+	ok = true
+	n.dataMu.Lock()
+	if b := n.backing; b != nil {
+		unix.Close(b.fd)
+		b.fd, b.writable, b.upper = tfd, true, true
+	} else {
+		unix.Close(tfd)
+	}
+	n.dataMu.Unlock()
+	return nil
+}
+
+// copyUpOther copies up a directory, symlink or special file: built in
+// the work directory, then renamed into place.
+func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
+	tmp := fs.tmpName()
+	var err error
+	switch n.kind {
+	case unix.S_IFDIR:
+		err = unix.Mkdir(tmp, 0700)
+	case unix.S_IFLNK:
+		var target string
+		if target, err = readlink(srcPath); err == nil {
+			err = unix.Symlink(target, tmp)
+		}
+	default:
+		err = unix.Mknod(tmp, st.Mode, int(st.Rdev))
+	}
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			removeTemp(tmp)
+		}
+	}()
+	if err := fs.copyMeta(st, srcPath, realRef{path: tmp}, n.ino); err != nil {
+		return err
+	}
+
+	fs.treeMu.Lock()
+	defer fs.treeMu.Unlock()
+	if n.deleted {
+		return unix.ENOENT
+	}
+	rel := n.rel()
+	if h := fs.Hooks.CopyUpBeforeLink; h != nil {
+		h(rel)
+	}
+	restore := fs.keepParentTimes(n.parent)
+	err = unix.Rename(tmp, fs.upper.path(rel))
+	restore()
+	if err != nil {
+		return err
+	}
+	ok = true
+	n.upper = true
+	if n.kind != unix.S_IFDIR {
+		n.lowers = nil
+	}
+	return nil
+}
+
+// keepParentTimes records the upper parent directory's times and returns
+// a function that puts them back, so that a copy-up (which adds an entry
+// to the upper directory) does not change the directory's visible mtime,
+// as in the kernel.
+func (fs *FS) keepParentTimes(parent *Node) func() {
+	if parent == nil {
+		return func() {}
+	}
+	p := fs.upper.path(parent.rel())
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil {
+		return func() {}
+	}
+	return func() {
+		ts := []unix.Timespec{st.Atim, st.Mtim}
+		unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+}
+
+// createTemp creates an unnamed file in the work directory, or a named
+// one where O_TMPFILE is not supported.
+func (fs *FS) createTemp() (fd int, path string, err error) {
+	fd, err = unix.Open(fs.work, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC|unix.O_LARGEFILE, 0600)
+	if err == nil {
+		return fd, "", nil
+	}
+	path = fs.tmpName()
+	fd, err = unix.Open(path, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC|unix.O_LARGEFILE, 0600)
+	if err != nil {
+		return -1, "", err
+	}
+	return fd, path, nil
+}
+
+// linkTmpfile gives an O_TMPFILE file the name dst.
+func linkTmpfile(fd int, dst string) error {
+	err := unix.Linkat(fd, "", unix.AT_FDCWD, dst, unix.AT_EMPTY_PATH)
+	if err == unix.ENOENT || err == unix.EPERM {
+		// Without CAP_DAC_READ_SEARCH, AT_EMPTY_PATH is refused.
+		err = unix.Linkat(unix.AT_FDCWD, procFdPath(fd), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+	}
+	return err
+}
+
+// realRef names a real object by descriptor (fd > 0) or by path.
+type realRef struct {
+	fd   int
+	path string
+}
+
+// copyMeta gives dst the xattrs, owner, mode and times of src (whose
+// stat is st) and records the overlay inode number.
+func (fs *FS) copyMeta(st *unix.Stat_t, srcPath string, dst realRef, ino uint64) error {
+	if err := fs.copyXattrs(srcPath, dst); err != nil {
+		return err
+	}
+	kind := st.Mode & unix.S_IFMT
+	var err error
+	if dst.path == "" {
+		err = unix.Fchown(dst.fd, int(st.Uid), int(st.Gid))
+	} else {
+		err = unix.Lchown(dst.path, int(st.Uid), int(st.Gid))
+	}
+	if err != nil {
+		return err
+	}
+	if kind != unix.S_IFLNK {
+		// After chown, which clears set-id bits.
+		if dst.path == "" {
+			err = unix.Fchmod(dst.fd, st.Mode&07777)
+		} else {
+			err = unix.Chmod(dst.path, st.Mode&07777)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	fs.setXattr(dst, fs.xOrigin, fs.originValue(ino)) // best effort: the number is a nicety
+	ts := [2]unix.Timespec{st.Atim, st.Mtim}
+	if dst.path == "" {
+		return futimens(dst.fd, &ts)
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, dst.path, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func (fs *FS) setXattr(dst realRef, name string, value []byte) error {
+	if dst.path == "" {
+		return unix.Fsetxattr(dst.fd, name, value, 0)
+	}
+	return unix.Lsetxattr(dst.path, name, value, 0)
+}
+
+// copyXattrs copies every xattr but the overlay's own. Names the target
+// filesystem refuses (user.* on a symlink, security labels it does not
+// know) are skipped, as the kernel skips them.
+func (fs *FS) copyXattrs(srcPath string, dst realRef) error {
+	names, err := listXattrs(srcPath)
+	if err != nil {
+		if err == unix.ENOTSUP {
+			return nil
+		}
+		return err
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, fs.xattrPrefix) {
+			continue
+		}
+		val, err := getXattr(srcPath, name)
+		if err != nil {
+			if err == unix.ENODATA {
+				continue
+			}
+			return err
+		}
+		if err := fs.setXattr(dst, name, val); err != nil {
+			if err == unix.ENOTSUP || err == unix.EPERM || err == unix.EINVAL {
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// copyData copies the first size bytes of sfd into tfd, keeping holes:
+// a clone where the filesystem shares extents, else copy_file_range over
+// the data extents only, else read and write.
+func copyData(sfd, tfd int, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	if err := unix.IoctlFileClone(tfd, sfd); err == nil {
+		return unix.Ftruncate(tfd, size)
+	}
+	off := int64(0)
+	for off < size {
+		data, err := unix.Seek(sfd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			break // only a hole is left
+		}
+		if err != nil {
+			// No SEEK_DATA: copy everything as data.
+			if err := copyRange(sfd, tfd, off, size-off); err != nil {
+				return err
+			}
+			break
+		}
+		if data >= size {
+			break
+		}
+		hole, err := unix.Seek(sfd, data, unix.SEEK_HOLE)
+		if err != nil || hole > size {
+			hole = size
+		}
+		if err := copyRange(sfd, tfd, data, hole-data); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return unix.Ftruncate(tfd, size)
+}
+
+// copyRange copies [off, off+n) from sfd to the same offsets of tfd.
+func copyRange(sfd, tfd int, off, n int64) error {
+	roff, woff := off, off
+	for n > 0 {
+		chunk := n
+		if chunk > 1<<30 {
+			chunk = 1 << 30
+		}
+		c, err := unix.CopyFileRange(sfd, &roff, tfd, &woff, int(chunk), 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				return copyRangeRW(sfd, tfd, roff, n)
+			}
+			return err
+		}
+		if c == 0 {
+			return nil // the source ended early: the truncate pads
+		}
+		n -= int64(c)
+	}
+	return nil
+}
+
+func copyRangeRW(sfd, tfd int, off, n int64) error {
+	buf := make([]byte, 1<<20)
+	for n > 0 {
+		chunk := int64(len(buf))
+		if chunk > n {
+			chunk = n
+		}
+		r, err := unix.Pread(sfd, buf[:chunk], off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if r == 0 {
+			return nil
+		}
+		for w := 0; w < r; {
+			c, err := unix.Pwrite(tfd, buf[w:r], off+int64(w))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			w += c
+		}
+		off += int64(r)
+		n -= int64(r)
+	}
+	return nil
+}
+
+// removeTemp removes a scratch object (a directory holding only
+// whiteouts at most) from the work directory.
+func removeTemp(path string) {
+	if unix.Rmdir(path) == nil || unix.Unlink(path) == nil {
+		return
+	}
+	entries, _ := readDirRaw(path)
+	for _, e := range entries {
+		unix.Unlink(path + "/" + e.name)
+	}
+	unix.Rmdir(path)
+}

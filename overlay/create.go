@@ -1,0 +1,185 @@
+package overlay
+
+import (
+	"golang.org/x/sys/unix"
+)
+
+// Caller is who asks for a new object: it will own it.
+type Caller struct {
+	UID, GID uint32
+}
+
+// NewObject describes an object to create.
+type NewObject struct {
+	Kind   uint32 // S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK
+	Mode   uint32 // permission bits, umask already applied
+	Rdev   uint32 // devices
+	Target string // symlinks
+	Flags  int    // regular files: open flags of the handle to return
+}
+
+// Create makes a new object in parent and returns its node (with one
+// kernel reference), its attributes and, for a regular file, an open
+// handle. A whiteout at the name is replaced; a directory made over a
+// whiteout is opaque, so the lower directory it replaces stays hidden.
+func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node, *Handle, unix.Stat_t, error) {
+	var st unix.Stat_t
+	if fs.upper == nil {
+		return nil, nil, st, unix.EROFS
+	}
+	if len(name) > 255 {
+		return nil, nil, st, unix.ENAMETOOLONG
+	}
+	if err := fs.copyUp(parent, -1); err != nil {
+		return nil, nil, st, err
+	}
+	fs.treeMu.Lock()
+	defer fs.treeMu.Unlock()
+	if parent.deleted {
+		return nil, nil, st, unix.ENOENT
+	}
+	if _, err := fs.lookupEntry(parent, name); err == nil {
+		return nil, nil, st, unix.EEXIST
+	} else if err != unix.ENOENT {
+		return nil, nil, st, err
+	}
+	parentPath := fs.upper.path(parent.rel())
+	var pst unix.Stat_t
+	if err := unix.Lstat(parentPath, &pst); err != nil {
+		return nil, nil, st, err
+	}
+	dst := parentPath + "/" + name
+	overWhiteout := fs.isWhiteoutAt(dst)
+	target := dst
+	if overWhiteout {
+		target = fs.tmpName()
+	}
+
+	uid, gid := fs.ids.toLayer(c.UID, c.GID)
+	mode := obj.Mode & 07777
+	if pst.Mode&unix.S_ISGID != 0 {
+		gid = pst.Gid // BSD group semantics of a setgid directory
+		if obj.Kind == unix.S_IFDIR {
+			mode |= unix.S_ISGID
+		}
+	}
+
+	fd := -1
+	var err error
+	switch obj.Kind {
+	case unix.S_IFREG:
+		fd, err = unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_LARGEFILE, mode)
+	case unix.S_IFDIR:
+		err = unix.Mkdir(target, mode)
+	case unix.S_IFLNK:
+		err = unix.Symlink(obj.Target, target)
+	default:
+		err = unix.Mknod(target, obj.Kind|mode, int(obj.Rdev))
+	}
+	if err != nil {
+		return nil, nil, st, err
+	}
+	fail := func(err error) (*Node, *Handle, unix.Stat_t, error) {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if obj.Kind == unix.S_IFDIR {
+			unix.Rmdir(target)
+		} else {
+			unix.Unlink(target)
+		}
+		return nil, nil, st, err
+	}
+	if err := unix.Lchown(target, int(uid), int(gid)); err != nil {
+		return fail(err)
+	}
+	if mode&(unix.S_ISUID|unix.S_ISGID) != 0 && obj.Kind != unix.S_IFLNK {
+		if err := unix.Chmod(target, mode); err != nil { // chown cleared them
+			return fail(err)
+		}
+	}
+	if overWhiteout {
+		if obj.Kind == unix.S_IFDIR {
+			if err := unix.Lsetxattr(target, fs.xOpaque, []byte("y"), 0); err != nil {
+				return fail(err)
+			}
+			if err := unix.Renameat2(unix.AT_FDCWD, target, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); err != nil {
+				return fail(err)
+			}
+			unix.Unlink(target) // the whiteout, now in the work directory
+		} else if err := unix.Rename(target, dst); err != nil {
+			return fail(err)
+		}
+	}
+	if err := unix.Lstat(dst, &st); err != nil {
+		return nil, nil, st, err
+	}
+	n := &Node{fs: fs, kind: obj.Kind, upper: true, ino: fs.inos.ino(fs.upper, st.Ino)}
+	if obj.Kind != unix.S_IFDIR {
+		n.upperIno = st.Ino
+	}
+	n = fs.insertNode(n, parent, name)
+	var h *Handle
+	if fd >= 0 {
+		n.dataMu.Lock()
+		n.backing = &backing{fd: fd, writable: true, upper: true, opens: 1}
+		n.dataMu.Unlock()
+		h = &Handle{node: n, flags: obj.Flags}
+	}
+	fs.fixAttr(n, &st)
+	return n, h, st, nil
+}
+
+// Link gives node n the further name (parent, name).
+func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if fs.upper == nil {
+		return st, unix.EROFS
+	}
+	if n.kind == unix.S_IFDIR {
+		return st, unix.EPERM
+	}
+	if len(name) > 255 {
+		return st, unix.ENAMETOOLONG
+	}
+	if err := fs.copyUp(n, -1); err != nil {
+		return st, err
+	}
+	if err := fs.copyUp(parent, -1); err != nil {
+		return st, err
+	}
+	fs.treeMu.Lock()
+	defer fs.treeMu.Unlock()
+	if n.deleted || n.anon || parent.deleted {
+		return st, unix.ENOENT
+	}
+	if _, err := fs.lookupEntry(parent, name); err == nil {
+		return st, unix.EEXIST
+	} else if err != unix.ENOENT {
+		return st, err
+	}
+	src := fs.upper.path(n.rel())
+	dst := fs.upper.path(parent.childRel(name))
+	if fs.isWhiteoutAt(dst) {
+		tmp := fs.tmpName()
+		if err := unix.Link(src, tmp); err != nil {
+			return st, err
+		}
+		if err := unix.Rename(tmp, dst); err != nil {
+			unix.Unlink(tmp)
+			return st, err
+		}
+	} else if err := unix.Link(src, dst); err != nil {
+		return st, err
+	}
+	fs.addAlias(n, parent, name)
+	fs.tableMu.Lock()
+	n.refs++
+	fs.links[n.upperIno] = n
+	fs.tableMu.Unlock()
+	if err := unix.Lstat(dst, &st); err != nil {
+		return st, err
+	}
+	fs.fixAttr(n, &st)
+	return st, nil
+}

@@ -1,0 +1,47 @@
+// Package overlay is Strata's overlay engine: layers, lookup through the
+// stack, merged directory listings, copy-up, whiteouts, renames and open
+// files. It knows nothing of FUSE; package fusefs translates the FUSE
+// protocol into calls on an *FS, and the tests drive an *FS directly.
+//
+// # On-disk format
+//
+// The upper layer is written exactly as Linux overlayfs writes it, so the
+// same directories can be mounted by the kernel: whiteouts are character
+// devices 0/0, opaque directories carry trusted.overlay.opaque="y" (or
+// user.overlay.opaque with the userxattr option), copy-up goes through
+// workdir/work and appears in the upper layer atomically. Lower layers are
+// read in the kernel format and, in addition, in the AUFS/OCI format that
+// container images use (".wh.NAME" whiteouts, ".wh..wh..opq" opaque
+// markers), whose marker names are never shown.
+//
+// # Objects and coherence
+//
+// Every overlay object the kernel knows about is one *Node, and a Node
+// stays the same object when it is copied up: its inode number does not
+// change, and all open files of a Node share one open real file (the
+// node's backing file). Copy-up swaps the backing file from the lower to
+// the upper file under the node's data lock, so every open descriptor,
+// whatever it was opened for, reads and writes the upper file from then
+// on. Through FUSE this means one kernel inode and one page cache per
+// object, which keeps shared mappings coherent across copy-up.
+//
+// # Locking
+//
+// Locks are taken in this order, and never the other way round:
+//
+//  1. Node.copyMu   serializes copy-up, unlink and rename of one node; a
+//     goroutine holds at most one at a time (a parent's copy-up finishes
+//     and releases its lock before the child's starts).
+//  2. FS.treeMu     the namespace: parent/name links, layer presence
+//     (upper, lowers) and the real directories' contents. Operations that
+//     only read the namespace (lookup, getattr, readdir, open) hold it
+//     shared for their syscalls; operations that change it (create,
+//     remove, rename, the last step of a copy-up) hold it exclusively.
+//     The long part of a copy-up (copying data) holds neither lock.
+//  3. Node.dataMu   the node's backing file: I/O holds it shared, copy-up
+//     and open/release hold it exclusively to swap or close the file.
+//  4. FS.tableMu    the node table: IDs, kernel reference counts, the
+//     children maps, hard-link aliases and the hard-link index. A node's
+//     parent, name and deleted flag are written only with both treeMu
+//     (exclusive) and tableMu held, so either suffices for reading them.
+package overlay

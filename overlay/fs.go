@@ -1,0 +1,238 @@
+package overlay
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config describes the stack to serve.
+type Config struct {
+	// Lowers are the lower layers, top-most first.
+	Lowers []string
+	// Upper and Work are empty for a read-only overlay.
+	Upper string
+	Work  string
+	// UserXattr stores overlay metadata under "user.overlay." instead of
+	// "trusted.overlay." (the kernel's userxattr option).
+	UserXattr bool
+	// Volatile skips every fsync: faster, and a crash may lose anything
+	// not yet written back (the kernel's "volatile").
+	Volatile bool
+	// IDMap translates owners between the mount and the layers; nil is
+	// the identity.
+	IDMap *IDMapper
+}
+
+// FS is a mounted overlay's engine.
+type FS struct {
+	cfg    Config
+	layers []*Layer // upper (if any) first, then lowers top-most first
+	upper  *Layer   // nil when read-only
+	lowers []*Layer
+	work   string // workdir/work: scratch space for atomic changes
+	workFd *os.File
+	inos   inoMapper
+	ids    *IDMapper
+
+	xattrPrefix string // "trusted.overlay." or "user.overlay."
+	xOpaque     string
+	xOrigin     string // Strata's record of an object's inode number
+
+	treeMu  sync.RWMutex
+	tableMu sync.Mutex
+	nodes   map[uint64]*Node
+	nextID  uint64
+	links   map[uint64]*Node // upper inode number -> node, for hard links
+	root    *Node
+
+	tmpSeq atomic.Uint64
+
+	// Hooks are for tests that stop the engine at chosen points.
+	Hooks Hooks
+}
+
+// Hooks are called, when set, at points where a crash must not lose
+// data; tests use them to kill the daemon there.
+type Hooks struct {
+	// CopyUpBeforeLink runs after a copy-up has written the new upper
+	// object in the work directory and before it appears in the upper
+	// layer.
+	CopyUpBeforeLink func(rel string)
+}
+
+// New opens the layers, prepares the work directory and returns the
+// engine. It cleans leftovers of an earlier crash from workdir/work.
+func New(cfg Config) (*FS, error) {
+	if len(cfg.Lowers) == 0 {
+		return nil, errors.New("at least one lower layer is needed")
+	}
+	if (cfg.Upper == "") != (cfg.Work == "") {
+		return nil, errors.New("upperdir and workdir go together")
+	}
+	fs := &FS{
+		cfg:   cfg,
+		nodes: map[uint64]*Node{},
+		links: map[uint64]*Node{},
+		ids:   cfg.IDMap,
+	}
+	fs.xattrPrefix = "trusted.overlay."
+	if cfg.UserXattr {
+		fs.xattrPrefix = "user.overlay."
+	}
+	fs.xOpaque = fs.xattrPrefix + "opaque"
+	fs.xOrigin = fs.xattrPrefix + "strata.ino"
+
+	if cfg.Upper != "" {
+		l, err := openLayer(cfg.Upper, 0, true)
+		if err != nil {
+			return nil, err
+		}
+		fs.upper = l
+		fs.layers = append(fs.layers, l)
+	}
+	for _, p := range cfg.Lowers {
+		l, err := openLayer(p, len(fs.layers), false)
+		if err != nil {
+			return nil, err
+		}
+		fs.lowers = append(fs.lowers, l)
+		fs.layers = append(fs.layers, l)
+	}
+	fs.inos = newInoMapper(fs.layers)
+	if fs.upper != nil {
+		if err := fs.prepareWork(cfg.Work); err != nil {
+			return nil, err
+		}
+	}
+	root, err := fs.newRoot()
+	if err != nil {
+		fs.Close()
+		return nil, err
+	}
+	fs.root = root
+	return fs, nil
+}
+
+// Close releases the work directory lock. Open nodes are not touched.
+func (fs *FS) Close() error {
+	if fs.workFd != nil {
+		err := fs.workFd.Close()
+		fs.workFd = nil
+		return err
+	}
+	return nil
+}
+
+// Root returns the root directory node (ID 1).
+func (fs *FS) Root() *Node { return fs.root }
+
+// ReadOnly reports whether the overlay has no upper layer.
+func (fs *FS) ReadOnly() bool { return fs.upper == nil }
+
+// prepareWork locks the work directory against a second mount, creates
+// workdir/work as the kernel does and empties it of crash leftovers.
+func (fs *FS) prepareWork(workdir string) error {
+	if other := kernelOverlayUsing(workdir); other != "" {
+		return fmt.Errorf("workdir %q is in use by the overlay mounted on %s", workdir, other)
+	}
+	f, err := os.Open(workdir)
+	if err != nil {
+		return fmt.Errorf("workdir %q: %w", workdir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("workdir %q is in use by another Strata mount", workdir)
+	}
+	fs.workFd = f
+	var ust, wst unix.Stat_t
+	if err := unix.Stat(fs.upper.Path, &ust); err != nil {
+		return err
+	}
+	if err := unix.Stat(workdir, &wst); err != nil {
+		return err
+	}
+	if ust.Dev != wst.Dev {
+		return fmt.Errorf("workdir %q and upperdir %q are on different filesystems", workdir, fs.upper.Path)
+	}
+	fs.work = workdir + "/work"
+	if err := unix.Mkdir(fs.work, 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("workdir %q: %w", workdir, err)
+	}
+	return cleanDir(fs.work)
+}
+
+// cleanDir removes everything inside dir, which is left as it is.
+func cleanDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("cleaning %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(dir + "/" + e.Name()); err != nil {
+			return fmt.Errorf("cleaning %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// kernelOverlayUsing returns the mount point of a kernel overlay mount
+// that uses workdir, or "".
+func kernelOverlayUsing(workdir string) string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		i := strings.Index(line, " - overlay ")
+		if i < 0 {
+			continue
+		}
+		for _, o := range strings.Split(line[i:], ",") {
+			if o == "workdir="+workdir {
+				fields := strings.Fields(line)
+				if len(fields) > 4 {
+					return fields[4]
+				}
+				return "?"
+			}
+		}
+	}
+	return ""
+}
+
+// tmpName returns a fresh name inside the work directory.
+func (fs *FS) tmpName() string {
+	return fmt.Sprintf("%s/#%x", fs.work, fs.tmpSeq.Add(1))
+}
+
+// fsync syncs fd unless the overlay is volatile.
+func (fs *FS) fsync(fd int) error {
+	if fs.cfg.Volatile {
+		return nil
+	}
+	return unix.Fsync(fd)
+}
+
+// syncDir makes a directory's entries durable unless volatile.
+func (fs *FS) syncDir(path string) error {
+	if fs.cfg.Volatile {
+		return nil
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fsync(fd)
+}

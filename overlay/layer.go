@@ -1,0 +1,75 @@
+package overlay
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// Layer is one real directory tree of the stack.
+type Layer struct {
+	// Path is the absolute path of the layer's root directory.
+	Path string
+	// Index is the layer's position: 0 is the upper layer when there is
+	// one, then the lower layers from the top-most down.
+	Index int
+	// Upper reports whether this is the writable upper layer.
+	Upper bool
+
+	dev   uint64 // st_dev of the root
+	fsIdx uint64 // small number per distinct st_dev, for inode numbers
+}
+
+// path returns the real path of rel (relative to the layer root; "" is
+// the root itself).
+func (l *Layer) path(rel string) string {
+	if rel == "" {
+		return l.Path
+	}
+	return l.Path + "/" + rel
+}
+
+func openLayer(path string, idx int, upper bool) (*Layer, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nil, fmt.Errorf("layer %q: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("layer %q: not a directory", path)
+	}
+	return &Layer{Path: path, Index: idx, Upper: upper, dev: st.Dev}, nil
+}
+
+// inoMapper turns (layer, real inode number) into the overlay's inode
+// number. When all layers share one filesystem the real numbers are
+// already unique and are used as they are, as the kernel does; otherwise
+// the filesystem's index goes into the top bits (the kernel's "xino").
+type inoMapper struct {
+	shift uint // 0: identity
+}
+
+const xinoBits = 8
+
+func newInoMapper(layers []*Layer) inoMapper {
+	devs := map[uint64]uint64{}
+	for _, l := range layers {
+		if _, ok := devs[l.dev]; !ok {
+			devs[l.dev] = uint64(len(devs))
+		}
+		l.fsIdx = devs[l.dev]
+	}
+	if len(devs) == 1 {
+		return inoMapper{}
+	}
+	return inoMapper{shift: 64 - xinoBits}
+}
+
+func (m inoMapper) ino(l *Layer, real uint64) uint64 {
+	if m.shift == 0 {
+		return real
+	}
+	// Inode numbers that do not fit below the fs index are rare (they
+	// need 2^56 inodes); fold them rather than collide with the index.
+	low := real & (1<<m.shift - 1)
+	return l.fsIdx<<m.shift | low
+}

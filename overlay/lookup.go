@@ -1,0 +1,255 @@
+package overlay
+
+import (
+	"encoding/binary"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// entry is what a lookup of one name in the stack found.
+type entry struct {
+	kind    uint32 // S_IFMT
+	upper   bool
+	opaque  bool  // upper directory marked opaque
+	lowers  []int // as Node.lowers
+	st      unix.Stat_t
+	stLayer *Layer // where st came from
+}
+
+func isWhiteout(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+}
+
+// ociWhiteoutPrefix marks AUFS/OCI whiteouts in lower layers.
+const (
+	ociWhiteoutPrefix = ".wh."
+	ociOpaqueMarker   = ".wh..wh..opq"
+)
+
+// lookupEntry finds name in directory parent through the stack. It
+// returns ENOENT for names that are absent or whited out. The caller
+// holds treeMu.
+func (fs *FS) lookupEntry(parent *Node, name string) (entry, error) {
+	var e entry
+	parentRel := parent.rel()
+	rel := joinRel(parentRel, name)
+	if parent.upper && !parent.anon {
+		p := fs.upper.path(rel)
+		err := unix.Lstat(p, &e.st)
+		switch err {
+		case nil:
+			if isWhiteout(&e.st) {
+				return e, unix.ENOENT
+			}
+			e.kind = e.st.Mode & unix.S_IFMT
+			e.upper = true
+			e.stLayer = fs.upper
+			if e.kind != unix.S_IFDIR {
+				return e, nil
+			}
+			if fs.hasOpaqueXattr(p) {
+				e.opaque = true
+				return e, nil
+			}
+		case unix.ENOENT, unix.ENOTDIR:
+		default:
+			return e, err
+		}
+	}
+	if err := fs.lookupLowers(parent, parentRel, name, &e); err != nil {
+		return e, err
+	}
+	if !e.upper && len(e.lowers) == 0 {
+		return e, unix.ENOENT
+	}
+	return e, nil
+}
+
+// lookupLowers continues a lookup in parent's lower layers, appending to
+// e.lowers every layer whose copy merges into the result.
+func (fs *FS) lookupLowers(parent *Node, parentRel, name string, e *entry) error {
+	if strings.HasPrefix(name, ociWhiteoutPrefix) {
+		return nil // OCI markers are never visible
+	}
+	rel := joinRel(parentRel, name)
+	for _, li := range parent.lowers {
+		l := fs.layers[li]
+		var st unix.Stat_t
+		err := unix.Lstat(l.path(rel), &st)
+		switch err {
+		case nil:
+			if isWhiteout(&st) {
+				return nil
+			}
+			kind := st.Mode & unix.S_IFMT
+			if e.kind == 0 {
+				e.kind, e.st, e.stLayer = kind, st, l
+			} else if e.kind != unix.S_IFDIR || kind != unix.S_IFDIR {
+				return nil // a non-directory below a directory is hidden
+			}
+			e.lowers = append(e.lowers, li)
+			if kind != unix.S_IFDIR || fs.lowerOpaque(l, rel) {
+				return nil
+			}
+		case unix.ENOENT, unix.ENOTDIR:
+		default:
+			return err
+		}
+		// An OCI whiteout hides the name in the layers below this one.
+		if fs.exists(l.path(joinRel(parentRel, ociWhiteoutPrefix+name))) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// lowerVisible reports whether a lower layer shows something at
+// (parent, name) when the upper layer is ignored: removing or renaming
+// away an upper object there must then leave a whiteout. The caller
+// holds treeMu.
+func (fs *FS) lowerVisible(parent *Node, name string) bool {
+	var e entry
+	if err := fs.lookupLowers(parent, parent.rel(), name, &e); err != nil {
+		return true // be safe: a whiteout too many hides nothing visible
+	}
+	return len(e.lowers) > 0
+}
+
+func (fs *FS) exists(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil
+}
+
+func (fs *FS) hasOpaqueXattr(path string) bool {
+	var buf [2]byte
+	n, err := unix.Lgetxattr(path, fs.xOpaque, buf[:])
+	return err == nil && n == 1 && buf[0] == 'y'
+}
+
+// lowerOpaque reports whether a lower directory stops the merge: the
+// kernel's opaque xattr or an OCI ".wh..wh..opq" marker.
+func (fs *FS) lowerOpaque(l *Layer, rel string) bool {
+	p := l.path(rel)
+	return fs.hasOpaqueXattr(p) || fs.exists(p+"/"+ociOpaqueMarker)
+}
+
+func joinRel(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// inoOf returns the overlay inode number for what e found: an upper
+// object keeps the number recorded at its copy-up; anything else uses
+// its top-most real inode.
+func (fs *FS) inoOf(e *entry, upperPath string) uint64 {
+	if e.upper {
+		if ino, ok := fs.readOrigin(upperPath); ok {
+			return ino
+		}
+	}
+	return fs.inos.ino(e.stLayer, e.st.Ino)
+}
+
+func (fs *FS) readOrigin(path string) (uint64, bool) {
+	var buf [8]byte
+	n, err := unix.Lgetxattr(path, fs.xOrigin, buf[:])
+	if err != nil || n != 8 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(buf[:]), true
+}
+
+func (fs *FS) originValue(ino uint64) []byte {
+	var buf [8]byte
+	binary.LittleEndian.PutUint64(buf[:], ino)
+	return buf[:]
+}
+
+// newRoot builds the root node from the layers' roots.
+func (fs *FS) newRoot() (*Node, error) {
+	n := &Node{fs: fs, kind: unix.S_IFDIR}
+	var st unix.Stat_t
+	if fs.upper != nil {
+		n.upper = true
+		if err := unix.Lstat(fs.upper.Path, &st); err != nil {
+			return nil, err
+		}
+		n.ino = fs.inos.ino(fs.upper, st.Ino)
+	}
+	for _, l := range fs.lowers {
+		n.lowers = append(n.lowers, l.Index)
+		if len(n.lowers) == 1 && fs.upper == nil {
+			if err := unix.Lstat(l.Path, &st); err != nil {
+				return nil, err
+			}
+			n.ino = fs.inos.ino(l, st.Ino)
+		}
+		if fs.lowerOpaque(l, "") {
+			break
+		}
+	}
+	return fs.insertNode(n, nil, ""), nil
+}
+
+// Lookup finds name in directory parent and returns its node, with one
+// more kernel reference, and its attributes.
+func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
+	if len(name) > 255 {
+		return nil, unix.Stat_t{}, unix.ENAMETOOLONG
+	}
+	fs.treeMu.RLock()
+	defer fs.treeMu.RUnlock()
+	if parent.deleted || parent.kind != unix.S_IFDIR {
+		return nil, unix.Stat_t{}, unix.ENOENT
+	}
+	e, err := fs.lookupEntry(parent, name)
+	if err != nil {
+		return nil, unix.Stat_t{}, err
+	}
+	n := fs.nodeFor(parent, name, &e)
+	st := e.st
+	fs.fixAttr(n, &st)
+	return n, st, nil
+}
+
+// nodeFor returns the node for what a lookup found, reusing the node the
+// kernel already knows under that name or, for a hard-linked upper file,
+// under another name. It adds a reference. The caller holds treeMu.
+func (fs *FS) nodeFor(parent *Node, name string, e *entry) *Node {
+	fs.tableMu.Lock()
+	if c := parent.children[name]; c != nil && !c.deleted && c.kind == e.kind {
+		c.refs++
+		fs.tableMu.Unlock()
+		return c
+	}
+	hardLinked := e.upper && e.kind != unix.S_IFDIR && e.st.Nlink > 1
+	if hardLinked {
+		if c := fs.links[e.st.Ino]; c != nil && !c.deleted {
+			c.refs++
+			fs.tableMu.Unlock()
+			fs.addAlias(c, parent, name)
+			return c
+		}
+	}
+	fs.tableMu.Unlock()
+
+	n := &Node{fs: fs, kind: e.kind, upper: e.upper, lowers: e.lowers}
+	upperPath := ""
+	if e.upper {
+		upperPath = fs.upper.path(joinRel(parent.rel(), name))
+		n.upperIno = e.st.Ino
+	}
+	n.ino = fs.inoOf(e, upperPath)
+	n = fs.insertNode(n, parent, name)
+	if hardLinked {
+		fs.tableMu.Lock()
+		if fs.links[e.st.Ino] == nil {
+			fs.links[e.st.Ino] = n
+		}
+		fs.tableMu.Unlock()
+	}
+	return n
+}

@@ -1,0 +1,267 @@
+package overlay
+
+import (
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// RootID is the ID of the root directory node.
+const RootID = 1
+
+// Node is one overlay object (file, directory, symlink, special file)
+// that the kernel holds a reference to. It stays the same Node when the
+// object is copied up, renamed or unlinked while open.
+type Node struct {
+	fs   *FS
+	id   uint64
+	kind uint32 // S_IFMT bits; fixed for the node's life
+	ino  uint64 // overlay inode number; fixed for the node's life
+
+	// Written with treeMu (exclusive) and tableMu held, read with either.
+	parent  *Node
+	name    string
+	deleted bool // no name left in the overlay
+
+	// Guarded by tableMu.
+	aliases  []link           // further names of a hard-linked upper file
+	children map[string]*Node // referenced children, directories only
+
+	// Guarded by treeMu.
+	upper    bool   // the object exists in the upper layer
+	upperIno uint64 // real inode number in the upper layer (non-directories)
+	anon     bool   // copied up after it was unlinked: backing is its only copy
+	lowers   []int  // directories: merged lower layers, top-most first;
+	//              others: the lower layer holding the data (len <= 1)
+
+	// Guarded by tableMu.
+	refs uint64 // kernel references (the FUSE lookup count)
+
+	copyMu sync.Mutex
+
+	dataMu  sync.RWMutex
+	backing *backing // shared open real file, nil when no handle is open
+}
+
+type link struct {
+	parent *Node
+	name   string
+}
+
+// ID returns the node's stable identifier (the FUSE node ID).
+func (n *Node) ID() uint64 { return n.id }
+
+// Ino returns the overlay inode number.
+func (n *Node) Ino() uint64 { return n.ino }
+
+// IsDir reports whether the node is a directory.
+func (n *Node) IsDir() bool { return n.kind == unix.S_IFDIR }
+
+// Mode returns the file type bits.
+func (n *Node) Kind() uint32 { return n.kind }
+
+// rel returns the node's path relative to the layer roots. The caller
+// holds treeMu or tableMu.
+func (n *Node) rel() string {
+	if n.parent == nil {
+		return ""
+	}
+	depth := 0
+	size := 0
+	for p := n; p.parent != nil; p = p.parent {
+		depth++
+		size += len(p.name) + 1
+	}
+	if depth == 1 {
+		return n.name
+	}
+	var b strings.Builder
+	b.Grow(size)
+	names := make([]string, depth)
+	i := depth
+	for p := n; p.parent != nil; p = p.parent {
+		i--
+		names[i] = p.name
+	}
+	for i, s := range names {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+// childRel is the relative path of name inside directory n.
+func (n *Node) childRel(name string) string {
+	r := n.rel()
+	if r == "" {
+		return name
+	}
+	return r + "/" + name
+}
+
+// topLayer returns the layer whose copy of the object is the visible one.
+// The caller holds treeMu.
+func (n *Node) topLayer() *Layer {
+	if n.upper {
+		return n.fs.upper
+	}
+	if len(n.lowers) == 0 {
+		return nil
+	}
+	return n.fs.layers[n.lowers[0]]
+}
+
+// Node returns the node with the given ID, or nil.
+func (fs *FS) Node(id uint64) *Node {
+	if id == RootID {
+		return fs.root
+	}
+	fs.tableMu.Lock()
+	n := fs.nodes[id]
+	fs.tableMu.Unlock()
+	return n
+}
+
+// newNode registers a node under parent (nil for the root). The caller
+// holds treeMu exclusively or shared; tableMu is taken here.
+func (fs *FS) insertNode(n *Node, parent *Node, name string) *Node {
+	fs.tableMu.Lock()
+	defer fs.tableMu.Unlock()
+	if parent != nil {
+		if old := parent.children[name]; old != nil && !old.deleted {
+			// A concurrent lookup of the same name won the race.
+			old.refs++
+			return old
+		}
+	}
+	fs.nextID++
+	if fs.nextID == RootID {
+		fs.nextID++
+	}
+	n.id = fs.nextID
+	if parent == nil {
+		n.id = RootID
+	}
+	n.refs = 1
+	n.parent = parent
+	n.name = name
+	if n.kind == unix.S_IFDIR {
+		n.children = map[string]*Node{}
+	}
+	if parent != nil {
+		parent.children[name] = n
+	}
+	fs.nodes[n.id] = n
+	return n
+}
+
+// Ref adds a kernel reference to n (a lookup that returned an existing
+// node).
+func (fs *FS) ref(n *Node) {
+	fs.tableMu.Lock()
+	n.refs++
+	fs.tableMu.Unlock()
+}
+
+// Forget drops count kernel references to n. A node with no references
+// left is removed from the table; its parent may follow.
+func (fs *FS) Forget(n *Node, count uint64) {
+	if n == fs.root {
+		return
+	}
+	fs.tableMu.Lock()
+	defer fs.tableMu.Unlock()
+	if count > n.refs {
+		count = n.refs
+	}
+	n.refs -= count
+	for n != nil && n != fs.root && n.refs == 0 && len(n.children) == 0 {
+		delete(fs.nodes, n.id)
+		if fs.links[n.upperIno] == n {
+			delete(fs.links, n.upperIno)
+		}
+		p := n.parent
+		if p != nil && p.children[n.name] == n {
+			delete(p.children, n.name)
+		}
+		for _, a := range n.aliases {
+			if a.parent.children[a.name] == n {
+				delete(a.parent.children, a.name)
+			}
+		}
+		n = p
+	}
+}
+
+// NodeCount returns how many nodes the table holds (for tests and stats).
+func (fs *FS) NodeCount() int {
+	fs.tableMu.Lock()
+	defer fs.tableMu.Unlock()
+	return len(fs.nodes)
+}
+
+// detach removes name's link to n after n's name went away. The caller
+// holds treeMu exclusively.
+func (fs *FS) detach(parent *Node, name string, n *Node) {
+	fs.tableMu.Lock()
+	defer fs.tableMu.Unlock()
+	if parent.children[name] == n {
+		delete(parent.children, name)
+	}
+	if n.parent == parent && n.name == name {
+		if len(n.aliases) > 0 {
+			n.parent, n.name = n.aliases[0].parent, n.aliases[0].name
+			n.aliases = n.aliases[1:]
+			return
+		}
+		n.deleted = true
+		return
+	}
+	for i, a := range n.aliases {
+		if a.parent == parent && a.name == name {
+			n.aliases = append(n.aliases[:i], n.aliases[i+1:]...)
+			return
+		}
+	}
+}
+
+// move renames n's link (oldParent, oldName) to (newParent, newName). The
+// caller holds treeMu exclusively.
+func (fs *FS) move(n *Node, oldParent *Node, oldName string, newParent *Node, newName string) {
+	fs.tableMu.Lock()
+	defer fs.tableMu.Unlock()
+	if oldParent.children[oldName] == n {
+		delete(oldParent.children, oldName)
+	}
+	newParent.children[newName] = n
+	if n.parent == oldParent && n.name == oldName {
+		n.parent, n.name = newParent, newName
+		return
+	}
+	for i, a := range n.aliases {
+		if a.parent == oldParent && a.name == oldName {
+			n.aliases[i] = link{newParent, newName}
+			return
+		}
+	}
+}
+
+// addAlias records a further name of a hard-linked node that still has
+// a name. The caller holds treeMu exclusively or shared.
+func (fs *FS) addAlias(n *Node, parent *Node, name string) {
+	fs.tableMu.Lock()
+	defer fs.tableMu.Unlock()
+	parent.children[name] = n
+	if n.parent == parent && n.name == name {
+		return
+	}
+	for _, a := range n.aliases {
+		if a.parent == parent && a.name == name {
+			return
+		}
+	}
+	n.aliases = append(n.aliases, link{parent, name})
+}

@@ -1,0 +1,199 @@
+package overlay
+
+import (
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// DirEntry is one name of a merged directory listing.
+type DirEntry struct {
+	Name string
+	Kind uint32 // S_IFMT, 0 when unknown
+	Ino  uint64
+}
+
+// rawEntry is one entry of a real directory.
+type rawEntry struct {
+	name  string
+	dtype uint8
+	ino   uint64
+}
+
+// readDirRaw lists a real directory with getdents64, without stat calls.
+func readDirRaw(path string) ([]rawEntry, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []rawEntry
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		for off := 0; off < n; {
+			// struct linux_dirent64 { u64 ino; s64 off; u16 reclen; u8 type; char name[]; }
+			rec := buf[off:]
+			ino := *(*uint64)(unsafe.Pointer(&rec[0]))
+			reclen := int(*(*uint16)(unsafe.Pointer(&rec[16])))
+			dtype := rec[18]
+			nameBytes := rec[19:reclen]
+			if i := indexByte(nameBytes, 0); i >= 0 {
+				nameBytes = nameBytes[:i]
+			}
+			off += reclen
+			name := string(nameBytes)
+			if name == "." || name == ".." {
+				continue
+			}
+			out = append(out, rawEntry{name: name, dtype: dtype, ino: ino})
+		}
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func dtypeToKind(t uint8) uint32 {
+	return uint32(t) << 12
+}
+
+// listMerged merges a directory's listing over the stack: each name once,
+// upper first, whiteouts and OCI markers hidden. With firstOnly it stops
+// at the first visible name (an emptiness check). The caller holds treeMu.
+func (fs *FS) listMerged(rel string, upper bool, lowers []int, firstOnly bool) ([]DirEntry, error) {
+	seen := map[string]struct{}{}
+	var out []DirEntry
+	if upper {
+		p := fs.upper.path(rel)
+		ents, err := readDirRaw(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			seen[e.name] = struct{}{}
+			if e.dtype == unix.DT_CHR && fs.isWhiteoutAt(p+"/"+e.name) {
+				continue
+			}
+			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: fs.inos.ino(fs.upper, e.ino)})
+			if firstOnly {
+				return out, nil
+			}
+		}
+	}
+	for _, li := range lowers {
+		l := fs.layers[li]
+		p := l.path(rel)
+		ents, err := readDirRaw(p)
+		if err != nil {
+			if err == unix.ENOENT || err == unix.ENOTDIR {
+				continue
+			}
+			return nil, err
+		}
+		var hidden []string
+		for _, e := range ents {
+			if strings.HasPrefix(e.name, ociWhiteoutPrefix) {
+				if e.name != ociOpaqueMarker {
+					hidden = append(hidden, e.name[len(ociWhiteoutPrefix):])
+				}
+				continue
+			}
+			if _, ok := seen[e.name]; ok {
+				continue
+			}
+			seen[e.name] = struct{}{}
+			if e.dtype == unix.DT_CHR && fs.isWhiteoutAt(p+"/"+e.name) {
+				continue
+			}
+			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: fs.inos.ino(l, e.ino)})
+			if firstOnly {
+				return out, nil
+			}
+		}
+		for _, h := range hidden {
+			seen[h] = struct{}{}
+		}
+	}
+	return out, nil
+}
+
+func (fs *FS) isWhiteoutAt(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil && isWhiteout(&st)
+}
+
+// DirHandle is an open directory. Its listing is a snapshot taken when
+// reading starts at offset 0, so offsets (positions in the snapshot) stay
+// valid for seekdir/telldir while the directory changes.
+type DirHandle struct {
+	node    *Node
+	entries []DirEntry
+	loaded  bool
+}
+
+// Node returns the directory's node.
+func (d *DirHandle) Node() *Node { return d.node }
+
+// OpenDir opens a directory node.
+func (fs *FS) OpenDir(n *Node) (*DirHandle, error) {
+	if n.kind != unix.S_IFDIR {
+		return nil, unix.ENOTDIR
+	}
+	return &DirHandle{node: n}, nil
+}
+
+// ReadDir returns the directory's entries from position off on. With
+// rewind (rewinddir, or the first read) it takes a fresh snapshot.
+func (fs *FS) ReadDir(d *DirHandle, off uint64, rewind bool) ([]DirEntry, error) {
+	if rewind || !d.loaded {
+		if err := fs.loadDir(d); err != nil {
+			return nil, err
+		}
+	}
+	if off >= uint64(len(d.entries)) {
+		return nil, nil
+	}
+	return d.entries[off:], nil
+}
+
+func (fs *FS) loadDir(d *DirHandle) error {
+	n := d.node
+	fs.treeMu.RLock()
+	defer fs.treeMu.RUnlock()
+	if n.deleted {
+		d.entries, d.loaded = nil, true
+		return nil
+	}
+	ents, err := fs.listMerged(n.rel(), n.upper, n.lowers, false)
+	if err != nil {
+		return err
+	}
+	// Names the kernel already knows carry the overlay inode number (a
+	// copied-up object keeps its lower number).
+	fs.tableMu.Lock()
+	for i := range ents {
+		if c := n.children[ents[i].Name]; c != nil {
+			ents[i].Ino = c.ino
+		}
+	}
+	fs.tableMu.Unlock()
+	d.entries, d.loaded = ents, true
+	return nil
+}

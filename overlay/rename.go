@@ -1,0 +1,179 @@
+package overlay
+
+import (
+	"golang.org/x/sys/unix"
+)
+
+// Rename flags, as renameat2 takes them.
+const (
+	RenameNoReplace = unix.RENAME_NOREPLACE
+	RenameExchange  = unix.RENAME_EXCHANGE
+)
+
+// Rename moves (op, oname) to (np, nname). Files move from any layer
+// (they are copied up first); a directory that has a lower part gives
+// EXDEV, as the kernel does without redirect_dir, so that mv copies it.
+// A whiteout is left where a lower layer still has the old name, and a
+// directory moved over lower entries becomes opaque.
+func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint32) error {
+	if fs.upper == nil {
+		return unix.EROFS
+	}
+	if len(nname) > 255 {
+		return unix.ENAMETOOLONG
+	}
+	if flags&^(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return unix.EINVAL
+	}
+	exchange := flags&RenameExchange != 0
+
+	src, _, err := fs.Lookup(op, oname)
+	if err != nil {
+		return err
+	}
+	defer fs.Forget(src, 1)
+	if err := fs.movable(src); err != nil {
+		return err
+	}
+	if exchange {
+		dst, _, err := fs.Lookup(np, nname)
+		if err != nil {
+			return err
+		}
+		defer fs.Forget(dst, 1)
+		if err := fs.movable(dst); err != nil {
+			return err
+		}
+	}
+	if err := fs.copyUp(np, -1); err != nil {
+		return err
+	}
+
+	fs.treeMu.Lock()
+	defer fs.treeMu.Unlock()
+	if op.deleted || np.deleted {
+		return unix.ENOENT
+	}
+	se, err := fs.lookupEntry(op, oname)
+	if err != nil {
+		return err
+	}
+	if !se.upper {
+		return unix.ENOENT // replaced while we copied up: let the caller look again
+	}
+	srcPath := fs.upper.path(op.childRel(oname))
+	dstPath := fs.upper.path(np.childRel(nname))
+	if srcPath == dstPath {
+		return nil
+	}
+	de, derr := fs.lookupEntry(np, nname)
+	dstExists := derr == nil
+	if derr != nil && derr != unix.ENOENT {
+		return derr
+	}
+	fs.tableMu.Lock()
+	srcNode, dstNode := op.children[oname], np.children[nname]
+	fs.tableMu.Unlock()
+	isDir := se.kind == unix.S_IFDIR
+
+	if exchange {
+		if !dstExists || !de.upper {
+			return unix.ENOENT
+		}
+		if isDir && fs.lowerVisible(np, nname) {
+			if err := unix.Lsetxattr(srcPath, fs.xOpaque, []byte("y"), 0); err != nil {
+				return err
+			}
+		}
+		if de.kind == unix.S_IFDIR && fs.lowerVisible(op, oname) {
+			if err := unix.Lsetxattr(dstPath, fs.xOpaque, []byte("y"), 0); err != nil {
+				return err
+			}
+		}
+		if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+			return err
+		}
+		if srcNode != nil {
+			fs.move(srcNode, op, oname, np, nname)
+		}
+		if dstNode != nil {
+			fs.move(dstNode, np, nname, op, oname)
+		}
+		return nil
+	}
+
+	if dstExists {
+		if flags&RenameNoReplace != 0 {
+			return unix.EEXIST
+		}
+		dIsDir := de.kind == unix.S_IFDIR
+		switch {
+		case isDir && !dIsDir:
+			return unix.ENOTDIR
+		case !isDir && dIsDir:
+			return unix.EISDIR
+		}
+		if de.upper && !dIsDir && se.st.Ino == de.st.Ino {
+			return nil // two names of one file: rename does nothing
+		}
+		if dIsDir {
+			ents, err := fs.listMerged(np.childRel(nname), de.upper, de.lowers, true)
+			if err != nil {
+				return err
+			}
+			if len(ents) > 0 {
+				return unix.ENOTEMPTY
+			}
+			if de.upper {
+				clearWhiteouts(dstPath)
+			}
+		}
+	}
+	srcWhiteout := fs.lowerVisible(op, oname)
+	if isDir && (dstExists && len(de.lowers) > 0 || fs.lowerVisible(np, nname)) {
+		if err := unix.Lsetxattr(srcPath, fs.xOpaque, []byte("y"), 0); err != nil {
+			return err
+		}
+	}
+	if isDir && !dstExists && fs.isWhiteoutAt(dstPath) {
+		// A directory cannot replace the whiteout file: swap the two, and
+		// the whiteout lands where one may be needed.
+		if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+			return err
+		}
+		if !srcWhiteout {
+			unix.Unlink(srcPath)
+		}
+	} else if srcWhiteout {
+		err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_WHITEOUT)
+		if err == unix.EINVAL || err == unix.EOPNOTSUPP {
+			if err = unix.Rename(srcPath, dstPath); err == nil {
+				err = unix.Mknod(srcPath, unix.S_IFCHR, 0)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	} else if err := unix.Rename(srcPath, dstPath); err != nil {
+		return err
+	}
+	if dstNode != nil && dstNode != srcNode {
+		fs.detach(np, nname, dstNode)
+	}
+	if srcNode != nil {
+		fs.move(srcNode, op, oname, np, nname)
+	}
+	return nil
+}
+
+// movable copies up what a rename moves, or refuses a directory with a
+// lower part.
+func (fs *FS) movable(n *Node) error {
+	fs.treeMu.RLock()
+	lowerDir := n.kind == unix.S_IFDIR && len(n.lowers) > 0
+	fs.treeMu.RUnlock()
+	if lowerDir {
+		return unix.EXDEV
+	}
+	return fs.copyUp(n, -1)
+}

@@ -1,0 +1,209 @@
+package overlay
+
+import (
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+func listXattrs(path string) ([]string, error) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := unix.Llistxattr(path, buf)
+		if err == unix.ERANGE {
+			sz, err := unix.Llistxattr(path, nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+64)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, s := range strings.Split(string(buf[:n]), "\x00") {
+			if s != "" {
+				names = append(names, s)
+			}
+		}
+		return names, nil
+	}
+}
+
+func getXattr(path, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(path, name, buf)
+		if err == unix.ERANGE {
+			sz, err := unix.Lgetxattr(path, name, nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+64)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+func readlink(path string) (string, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Readlink(path, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < len(buf) {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, len(buf)*4)
+	}
+}
+
+// private reports whether an xattr name is the overlay's own, which the
+// kernel hides from users of the mount.
+func (fs *FS) private(name string) bool {
+	return strings.HasPrefix(name, fs.xattrPrefix)
+}
+
+// readRef runs fn on the node's visible real object: its path, or the
+// backing descriptor of an unlinked node.
+func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
+	fs.treeMu.RLock()
+	defer fs.treeMu.RUnlock()
+	if n.deleted || n.anon {
+		n.dataMu.RLock()
+		defer n.dataMu.RUnlock()
+		if n.backing == nil {
+			return unix.ENOENT
+		}
+		return fn(realRef{fd: n.backing.fd})
+	}
+	l := n.topLayer()
+	if l == nil {
+		return unix.ENOENT
+	}
+	return fn(realRef{path: l.path(n.rel())})
+}
+
+// GetXattr reads an xattr into dest and returns its size; with an empty
+// dest it returns the size only.
+func (fs *FS) GetXattr(n *Node, name string, dest []byte) (int, error) {
+	if fs.private(name) {
+		return 0, unix.EOPNOTSUPP
+	}
+	var size int
+	err := fs.readRef(n, func(r realRef) error {
+		var err error
+		if r.path != "" {
+			size, err = unix.Lgetxattr(r.path, name, dest)
+		} else {
+			size, err = unix.Fgetxattr(r.fd, name, dest)
+		}
+		return err
+	})
+	return size, err
+}
+
+// ListXattr lists the node's xattr names, the overlay's own left out, as
+// NUL-terminated strings into dest; with an empty dest it returns the
+// size only.
+func (fs *FS) ListXattr(n *Node, dest []byte) (int, error) {
+	var names []string
+	err := fs.readRef(n, func(r realRef) error {
+		var err error
+		if r.path != "" {
+			names, err = listXattrs(r.path)
+		} else {
+			names, err = listXattrs(procFdPath(r.fd))
+		}
+		if err == unix.ENOTSUP {
+			names, err = nil, nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var b strings.Builder
+	for _, s := range names {
+		if fs.private(s) {
+			continue
+		}
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	if len(dest) == 0 {
+		return b.Len(), nil
+	}
+	if b.Len() > len(dest) {
+		return b.Len(), unix.ERANGE
+	}
+	return copy(dest, b.String()), nil
+}
+
+// SetXattr sets an xattr, copying the node up first.
+func (fs *FS) SetXattr(n *Node, name string, value []byte, flags int) error {
+	return fs.changeXattr(n, name, func(r realRef) error {
+		if r.path != "" {
+			return unix.Lsetxattr(r.path, name, value, flags)
+		}
+		return unix.Fsetxattr(r.fd, name, value, flags)
+	})
+}
+
+// RemoveXattr removes an xattr, copying the node up first.
+func (fs *FS) RemoveXattr(n *Node, name string) error {
+	return fs.changeXattr(n, name, func(r realRef) error {
+		if r.path != "" {
+			return unix.Lremovexattr(r.path, name)
+		}
+		return unix.Fremovexattr(r.fd, name)
+	})
+}
+
+func (fs *FS) changeXattr(n *Node, name string, fn func(r realRef) error) error {
+	if fs.private(name) {
+		return unix.EOPNOTSUPP
+	}
+	if fs.upper == nil {
+		return unix.EROFS
+	}
+	if err := fs.copyUp(n, -1); err != nil {
+		return err
+	}
+	return fs.onReal(n, func(path string, fd int) error {
+		if fd >= 0 {
+			return fn(realRef{fd: fd})
+		}
+		return fn(realRef{path: path})
+	})
+}
+
+// Readlink returns a symlink's target.
+func (fs *FS) Readlink(n *Node) (string, error) {
+	if n.kind != unix.S_IFLNK {
+		return "", unix.EINVAL
+	}
+	var target string
+	err := fs.readRef(n, func(r realRef) error {
+		if r.path == "" {
+			return unix.ENOENT
+		}
+		var err error
+		target, err = readlink(r.path)
+		return err
+	})
+	return target, err
+}
+
+// Statfs reports the upper layer's filesystem (the top lower layer's on
+// a read-only overlay).
+func (fs *FS) Statfs() (unix.Statfs_t, error) {
+	var st unix.Statfs_t
+	return st, unix.Statfs(fs.layers[0].Path, &st)
+}
