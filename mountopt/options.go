@@ -25,7 +25,7 @@ type Options struct {
 	Mountpoint string
 
 	ReadOnly   bool // "ro", or no upperdir
-	Foreground bool // -f
+	Foreground bool // -f, or implied by debug (as in libfuse)
 	Debug      bool // -d, or -o debug
 
 	UserXattr bool // userxattr: overlay xattrs live under "user.overlay."
@@ -36,6 +36,9 @@ type Options struct {
 
 	FsName  string // fsname=, default: the string "strata"
 	Subtype string // subtype=, default "strata"
+
+	// MaxWrite is max_write=, in bytes; 0 leaves the FUSE library's default.
+	MaxWrite int
 
 	// KernelOptions are options handed to the kernel's FUSE mount as they
 	// are (nodev, nosuid, noexec, noatime, context="...", ...).
