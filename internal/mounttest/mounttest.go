@@ -1,0 +1,220 @@
+// Package mounttest mounts real overlays for tests: Strata in-process
+// through the strata API, Strata as a daemon through the built binary, and
+// the kernel's overlayfs as the reference. Every mount is unmounted in
+// t.Cleanup, also when the test fails.
+//
+// Tests need root and /dev/fuse. Without them a test skips, except under
+// CI (CI set in the environment), where it fails: a test that cannot
+// mount must never pass silently there.
+package mounttest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratafs/strata"
+	"github.com/stratafs/strata/mountopt"
+	"golang.org/x/sys/unix"
+)
+
+// Require fails (under CI) or skips the test when mounts are impossible.
+func Require(t testing.TB) {
+	t.Helper()
+	why := ""
+	switch {
+	case os.Geteuid() != 0:
+		why = "not root"
+	default:
+		if _, err := os.Stat("/dev/fuse"); err != nil {
+			why = "no /dev/fuse"
+		}
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("cannot mount (%s), and CI is set: refusing to skip", why)
+	}
+	t.Skipf("cannot mount: %s", why)
+}
+
+// Stack is a set of layer directories under one temporary directory.
+type Stack struct {
+	Dir    string
+	Lowers []string // top-most first
+	Upper  string
+	Work   string
+	Mnt    string
+}
+
+// NewStack makes nLowers empty lower layers, an upper, a work directory
+// and a mount point.
+func NewStack(t testing.TB, nLowers int) *Stack {
+	t.Helper()
+	dir := t.TempDir()
+	s := &Stack{Dir: dir, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Mnt: filepath.Join(dir, "mnt")}
+	for i := 0; i < nLowers; i++ {
+		s.Lowers = append(s.Lowers, filepath.Join(dir, fmt.Sprintf("lower%d", i)))
+	}
+	for _, d := range append([]string{s.Upper, s.Work, s.Mnt}, s.Lowers...) {
+		if err := os.MkdirAll(d, 0755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// Options returns Strata's options for the stack.
+func (s *Stack) Options() *mountopt.Options {
+	o := mountopt.DefaultOptions()
+	o.Lowers = append([]string(nil), s.Lowers...)
+	o.Upper, o.Work, o.Mountpoint = s.Upper, s.Work, s.Mnt
+	o.Foreground = true
+	return o
+}
+
+// OptionString is the -o argument for the stack.
+func (s *Stack) OptionString() string {
+	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(s.Lowers, ":"), s.Upper, s.Work)
+}
+
+// Mount mounts Strata in-process on s.Mnt, for the rest of the test.
+func (s *Stack) Mount(t testing.TB) *strata.Server {
+	t.Helper()
+	return MountOptions(t, s.Options())
+}
+
+// MountOptions mounts Strata in-process with o, for the rest of the test.
+func MountOptions(t testing.TB, o *mountopt.Options) *strata.Server {
+	t.Helper()
+	Require(t)
+	srv, err := strata.Mount(o)
+	if err != nil {
+		t.Fatalf("mount strata: %v", err)
+	}
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			if err := srv.Unmount(); err != nil {
+				t.Errorf("unmount: %v", err)
+				ForceUnmount(o.Mountpoint)
+			}
+		})
+	})
+	return srv
+}
+
+// MountKernel mounts kernel overlayfs over the stack on s.Mnt.
+func (s *Stack) MountKernel(t testing.TB) {
+	t.Helper()
+	Require(t)
+	KernelMount(t, s.Lowers, s.Upper, s.Work, s.Mnt)
+}
+
+// KernelMount mounts kernel overlayfs, for the rest of the test. An
+// empty upper makes a read-only mount of the lowers.
+func KernelMount(t testing.TB, lowers []string, upper, work, mnt string) {
+	t.Helper()
+	opts := "lowerdir=" + strings.Join(lowers, ":")
+	if upper != "" {
+		opts += ",upperdir=" + upper + ",workdir=" + work
+	}
+	if err := unix.Mount("overlay", mnt, "overlay", 0, opts); err != nil {
+		t.Fatalf("mount -t overlay %s: %v", opts, err)
+	}
+	t.Cleanup(func() { ForceUnmount(mnt) })
+}
+
+// ForceUnmount unmounts mnt, retrying while busy, then lazily.
+func ForceUnmount(mnt string) {
+	for i := 0; i < 50; i++ {
+		err := unix.Unmount(mnt, 0)
+		if err == nil || err == unix.EINVAL || err == unix.ENOENT {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	unix.Unmount(mnt, unix.MNT_DETACH)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds cmd/strata once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "strata-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "strata")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/stratafs/strata/cmd/strata").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// MountDaemon mounts the stack with the strata binary, as a user would,
+// and unmounts it (ending the daemon) in cleanup.
+func (s *Stack) MountDaemon(t testing.TB, extraOpts ...string) {
+	t.Helper()
+	Require(t)
+	bin := Binary(t)
+	opts := s.OptionString()
+	for _, o := range extraOpts {
+		opts += "," + o
+	}
+	out, err := exec.Command(bin, "-o", opts, s.Mnt).CombinedOutput()
+	if err != nil {
+		t.Fatalf("strata -o %s %s: %v\n%s", opts, s.Mnt, err, out)
+	}
+	t.Cleanup(func() { ForceUnmount(s.Mnt) })
+}
+
+// Mounted reports whether mnt is a mount point in /proc/self/mountinfo,
+// and with what file system type.
+func Mounted(mnt string) (string, bool) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[4] != mnt {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) {
+				return f[i+1], true
+			}
+		}
+	}
+	return "", false
+}
+
+// WriteFile writes a file, creating parents, failing the test on error.
+func WriteFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0644); err != nil {
+		t.Fatal(err)
+	}
+}
