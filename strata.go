@@ -17,6 +17,7 @@ import (
 	"github.com/stratafs/strata/fusefs"
 	"github.com/stratafs/strata/mountopt"
 	"github.com/stratafs/strata/overlay"
+	"golang.org/x/sys/unix"
 )
 
 // CacheTimeout is how long the kernel caches entries and attributes. The
@@ -117,7 +118,10 @@ var mountFlags = map[string]uintptr{
 	"noexec": syscall.MS_NOEXEC, "noatime": syscall.MS_NOATIME, "nodiratime": syscall.MS_NODIRATIME,
 	"relatime": syscall.MS_RELATIME, "strictatime": syscall.MS_STRICTATIME,
 	"sync": syscall.MS_SYNCHRONOUS, "dirsync": syscall.MS_DIRSYNC,
-	"suid": 0, "dev": 0, "exec": 0,
+	"lazytime": unix.MS_LAZYTIME,
+	// The defaults they negate: nothing to set.
+	"suid": 0, "dev": 0, "exec": 0, "atime": 0, "diratime": 0, "norelatime": 0,
+	"nostrictatime": 0, "nolazytime": 0, "async": 0,
 }
 
 func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
