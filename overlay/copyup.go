@@ -130,6 +130,7 @@ func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) 
 	}
 	n.lowers = nil
 	ok = true
+	fs.copyUps.Add(1)
 	n.dataMu.Lock()
 	if b := n.backing; b != nil {
 		unix.Close(b.fd)
@@ -186,6 +187,7 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
 		return err
 	}
 	ok = true
+	fs.copyUps.Add(1)
 	n.upper = true
 	if n.kind != unix.S_IFDIR {
 		n.lowers = nil

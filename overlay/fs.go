@@ -52,7 +52,8 @@ type FS struct {
 	links   map[uint64]*Node // upper inode number -> node, for hard links
 	root    *Node
 
-	tmpSeq atomic.Uint64
+	tmpSeq  atomic.Uint64
+	copyUps atomic.Uint64
 
 	// Hooks are for tests that stop the engine at chosen points.
 	Hooks Hooks

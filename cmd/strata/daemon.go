@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,9 @@ import (
 // daemonEnv tells the re-executed daemon which descriptor to report
 // readiness on.
 const daemonEnv = "_STRATA_DAEMON_READY_FD"
+
+// statsEnv names a file for the daemon's counters at exit.
+const statsEnv = "STRATA_STATS_FILE"
 
 // daemonize starts the daemon as a new session in the background and
 // waits for its word: "ok" once the mount serves, or the error. The
@@ -93,5 +97,19 @@ func runDaemon(o *mountopt.Options, fdStr string) int {
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
 	srv.Wait()
+	writeStats(srv)
 	return 0
+}
+
+// writeStats leaves the engine's counters, as JSON, in the file named by
+// STRATA_STATS_FILE when the mount ends (for tests and benchmarks).
+func writeStats(srv *strata.Server) {
+	path := os.Getenv(statsEnv)
+	if path == "" {
+		return
+	}
+	b, err := json.Marshal(srv.FS.Stats())
+	if err == nil {
+		os.WriteFile(path, append(b, '\n'), 0644)
+	}
 }

@@ -69,5 +69,6 @@ func run(args []string) int {
 		}
 	}()
 	srv.Wait()
+	writeStats(srv)
 	return 0
 }

@@ -174,17 +174,63 @@ func Binary(t testing.TB) string {
 // and unmounts it (ending the daemon) in cleanup.
 func (s *Stack) MountDaemon(t testing.TB, extraOpts ...string) {
 	t.Helper()
+	s.MountDaemonEnv(t, nil, extraOpts...)
+}
+
+// MountDaemonEnv is MountDaemon with extra environment for the daemon.
+func (s *Stack) MountDaemonEnv(t testing.TB, env []string, extraOpts ...string) {
+	t.Helper()
 	Require(t)
 	bin := Binary(t)
 	opts := s.OptionString()
 	for _, o := range extraOpts {
 		opts += "," + o
 	}
-	out, err := exec.Command(bin, "-o", opts, s.Mnt).CombinedOutput()
+	cmd := exec.Command(bin, "-o", opts, s.Mnt)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("strata -o %s %s: %v\n%s", opts, s.Mnt, err, out)
 	}
-	t.Cleanup(func() { ForceUnmount(s.Mnt) })
+	pid := daemonPid(bin, s.Mnt)
+	t.Cleanup(func() {
+		ForceUnmount(s.Mnt)
+		waitGone(t, pid)
+	})
+}
+
+// daemonPid finds the strata daemon serving mnt.
+func daemonPid(bin, mnt string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 1 && args[0] == bin && args[len(args)-1] == mnt {
+			var pid int
+			fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+			return pid
+		}
+	}
+	return 0
+}
+
+// waitGone waits for a daemon to exit after its unmount, and kills it if
+// it does not.
+func waitGone(t testing.TB, pid int) {
+	if pid == 0 {
+		return
+	}
+	for i := 0; i < 250; i++ {
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("strata daemon %d still running 5 s after its unmount; killing it", pid)
+	unix.Kill(pid, unix.SIGKILL)
 }
 
 // Mounted reports whether mnt is a mount point in /proc/self/mountinfo,
