@@ -1,0 +1,86 @@
+package difftest
+
+import "golang.org/x/sys/unix"
+
+// Difference is one documented, allowed difference between Strata and
+// the kernel's overlayfs (or a limit of what the tester compares). Every
+// entry says how the tester deals with it; DIFFERENCES.md explains the
+// same list for people.
+type Difference struct {
+	ID       string
+	Kernel   string // what the kernel does
+	Strata   string // what Strata does
+	Why      string // why the difference is allowed
+	Handling string // how the tester accounts for it
+}
+
+// Differences is the complete list. TestDifferencesDocumented checks that
+// DIFFERENCES.md has a section for each ID.
+var Differences = []Difference{
+	{
+		ID:       "inode-numbers",
+		Kernel:   "st_ino of merged objects comes from the top-most real layer, or from the origin after copy-up (same file system); d_ino is translated to match",
+		Strata:   "its own mapping: the same scheme, but the numbers of new upper objects are different real inodes in the two upper layers anyway",
+		Why:      "the two stacks live in different directories: real inode numbers differ whatever the implementation",
+		Handling: "inode numbers are never compared between mounts; within each mount readdir's d_ino must equal st_ino (CmpOpts.NoDirentIno turns that off)",
+	},
+	{
+		ID:       "atime-ctime-dirsize",
+		Kernel:   "atime and ctime are set by the clock, directory sizes are the real directories' sizes",
+		Strata:   "the same, but at other instants and for other real directories",
+		Why:      "not comparable between two runs",
+		Handling: "atime, ctime and directory st_size and st_nlink are never compared",
+	},
+	{
+		ID:       "clock-mtimes",
+		Kernel:   "writes, truncates and entry changes set mtime from the clock",
+		Strata:   "the same, a few microseconds apart",
+		Why:      "two mounts cannot write at the same nanosecond",
+		Handling: "generators set explicit times far from now (2001-2020, 1960s, after 2100); an mtime within 24h of now is \"recent\" and matches any other recent mtime, every other mtime must be equal to the nanosecond; views of the same real files (end checks, cross mounts) compare exactly",
+	},
+	{
+		ID:       "leaked-lower-whiteouts",
+		Kernel:   "readdir of a directory that is not merged (it exists in one layer only, or is opaque) passes the real directory through, whiteouts included: they are listed as DT_CHR entries that lstat then reports as ENOENT",
+		Strata:   "never lists whiteouts",
+		Why:      "the kernel's entries are phantoms that no operation can reach; listing them is an artifact of its readdir fast path, not a semantic",
+		Handling: "entries of a kernel tree with d_type DT_CHR whose lstat fails with ENOENT are dropped before comparing (dropLeakedWhiteouts)",
+	},
+	{
+		ID:       "oci-whiteouts",
+		Kernel:   "reads only its own format: in an OCI layer, .wh.NAME and .wh..wh..opq are ordinary files and hide nothing",
+		Strata:   "also reads the OCI format in lower layers: the markers hide what they stand for and are never shown",
+		Why:      "Strata is meant to mount container image layers as extracted",
+		Handling: "OCI cases give the kernel a copy of the layers converted to its format (OCIToKernel); names starting with .wh. are never generated, since Strata reads them as markers by design",
+	},
+	{
+		ID:       "umask",
+		Kernel:   "applies the caller's umask",
+		Strata:   "strata.Mount sets the umask of its process to 0 (modes arrive from the kernel with the caller's umask applied); the in-process tests share that process",
+		Why:      "a property of in-process mounting, not of the file systems",
+		Handling: "operations run with umask 0 on both mounts",
+	},
+	{
+		ID:       "overlay-xattrs",
+		Kernel:   "writes trusted.overlay.origin, impure and others into the upper layer",
+		Strata:   "writes trusted.overlay.strata.ino and no origin/impure",
+		Why:      "private bookkeeping of each implementation; both hide trusted.overlay.* from users of the mount",
+		Handling: "the raw upper layers are compared on paths, types, whiteouts and trusted.overlay.opaque only; everything visible is compared through kernel mounts of each upper",
+	},
+	{
+		ID:       "kernel-features",
+		Kernel:   "redirect_dir, index, metacopy and xino defaults depend on the kernel's configuration",
+		Strata:   "implements the behaviour with all of them off",
+		Why:      "the oracle must be configured like the implementation under test",
+		Handling: "kernel mounts pass redirect_dir=off,index=off,metacopy=off",
+	},
+}
+
+// dropLeakedWhiteouts removes the phantom entries of the
+// "leaked-lower-whiteouts" difference from a kernel tree.
+func dropLeakedWhiteouts(t Tree) {
+	for p, o := range t {
+		if o.DType == unix.DT_CHR && o.Type == 0 && o.Err == "lstat: ENOENT" {
+			delete(t, p)
+		}
+	}
+}

@@ -1,0 +1,814 @@
+package difftest
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// OpKind is what an Op does.
+type OpKind uint8
+
+// Operations. Paths are relative to the mount; "" is its root.
+const (
+	OpWrite       OpKind = iota + 1 // open(Path, O_WRONLY|O_CREAT|Flags, Mode), pwrite Len bytes of Pattern(Fill) at Off, close
+	OpAppend                        // open(Path, O_WRONLY|O_APPEND), write Len bytes, close
+	OpTruncate                      // truncate(Path, Off)
+	OpOpenClose                     // open(Path, Flags, Mode), close: no data written
+	OpMkdir                         // mkdir(Path, Mode)
+	OpRmdir                         // rmdir(Path)
+	OpUnlink                        // unlink(Path)
+	OpRename                        // renameat2(Path, Path2, Flags)
+	OpLink                          // link(Path, Path2)
+	OpSymlink                       // symlink(Path2, Path): Path2 is the target
+	OpMknod                         // mknod(Path, Mode, Dev)
+	OpChmod                         // chmod(Path, Mode), following symlinks
+	OpChown                         // fchownat(Path, UID, GID, Flags)
+	OpUtimes                        // utimensat(Path, {Atime, Mtime}, Flags)
+	OpSetxattr                      // setxattr or (Flags&FlagNoFollow) lsetxattr(Path, Name, Value, Flags&3)
+	OpRemovexattr                   // removexattr or lremovexattr(Path, Name)
+	OpOpen                          // open(Path, Flags) and keep the descriptor in Slot
+	OpFdWrite                       // pwrite(Slot, Len bytes of Pattern(Fill) at Off)
+	OpFdRead                        // pread the whole file from Slot: the data is compared
+	OpFdStat                        // fstat(Slot): the attributes are compared
+	OpFdTruncate                    // ftruncate(Slot, Off)
+	OpClose                         // close(Slot)
+	OpDropCaches                    // echo 2 >/proc/sys/vm/drop_caches: the kernel forgets unused dentries and inodes
+	OpRemount                       // close the descriptors, unmount both, mount again over the same layers
+	opMax
+)
+
+var opNames = [...]string{"", "OpWrite", "OpAppend", "OpTruncate", "OpOpenClose", "OpMkdir", "OpRmdir", "OpUnlink", "OpRename",
+	"OpLink", "OpSymlink", "OpMknod", "OpChmod", "OpChown", "OpUtimes", "OpSetxattr", "OpRemovexattr", "OpOpen",
+	"OpFdWrite", "OpFdRead", "OpFdStat", "OpFdTruncate", "OpClose", "OpDropCaches", "OpRemount"}
+
+func (k OpKind) String() string {
+	if int(k) < len(opNames) && k > 0 {
+		return opNames[k]
+	}
+	return fmt.Sprintf("OpKind(%d)", k)
+}
+
+// Special time values for OpUtimes.
+const (
+	UtimeNow  int64 = math.MinInt64
+	UtimeOmit int64 = math.MinInt64 + 1
+)
+
+// FlagNoFollow in OpSetxattr and OpRemovexattr selects the l* calls.
+const FlagNoFollow = 0x100
+
+// NSlots is how many descriptors a sequence can hold open.
+const NSlots = 2
+
+// Op is one operation, applied alike to both mounts.
+type Op struct {
+	Kind     OpKind
+	Path     string
+	Path2    string
+	Off      int64
+	Len      int
+	Fill     byte
+	Mode     uint32
+	Dev      int
+	UID, GID int
+	Atime    int64
+	Mtime    int64
+	Name     string
+	Value    string
+	Flags    int
+	Slot     int
+}
+
+// String is a one-line description for logs.
+func (o Op) String() string {
+	var b strings.Builder
+	b.WriteString(strings.TrimPrefix(o.Kind.String(), "Op"))
+	add := func(f string, a ...any) { b.WriteByte(' '); fmt.Fprintf(&b, f, a...) }
+	switch o.Kind {
+	case OpFdWrite, OpFdRead, OpFdStat, OpFdTruncate, OpClose:
+		add("slot=%d", o.Slot)
+	case OpDropCaches, OpRemount:
+	default:
+		add("%q", o.Path)
+	}
+	if o.Path2 != "" || o.Kind == OpRename || o.Kind == OpLink || o.Kind == OpSymlink {
+		add("%q", o.Path2)
+	}
+	if o.Kind == OpOpen {
+		add("slot=%d", o.Slot)
+	}
+	if o.Off != 0 {
+		add("off=%d", o.Off)
+	}
+	if o.Len != 0 {
+		add("len=%d fill=%d", o.Len, o.Fill)
+	}
+	if o.Mode != 0 {
+		add("mode=%#o", o.Mode)
+	}
+	if o.Dev != 0 {
+		add("dev=%#x", o.Dev)
+	}
+	if o.Kind == OpChown {
+		add("uid=%d gid=%d", o.UID, o.GID)
+	}
+	if o.Kind == OpUtimes {
+		add("atime=%s mtime=%s", fmtTime(o.Atime), fmtTime(o.Mtime))
+	}
+	if o.Name != "" {
+		add("name=%q", o.Name)
+	}
+	if o.Value != "" {
+		add("value=%q", o.Value)
+	}
+	if o.Flags != 0 {
+		add("flags=%#x", o.Flags)
+	}
+	return b.String()
+}
+
+func fmtTime(t int64) string {
+	switch t {
+	case UtimeNow:
+		return "NOW"
+	case UtimeOmit:
+		return "OMIT"
+	}
+	return time.Unix(0, t).UTC().Format("2006-01-02T15:04:05.999999999")
+}
+
+// GoString is the op as a Go composite literal, for regress_test.go.
+func (o Op) GoString() string {
+	var parts []string
+	add := func(f string, a ...any) { parts = append(parts, fmt.Sprintf(f, a...)) }
+	add("Kind: %s", o.Kind)
+	if o.Path != "" {
+		add("Path: %s", goStr(o.Path))
+	}
+	if o.Path2 != "" {
+		add("Path2: %s", goStr(o.Path2))
+	}
+	if o.Off != 0 {
+		add("Off: %d", o.Off)
+	}
+	if o.Len != 0 {
+		add("Len: %d", o.Len)
+	}
+	if o.Fill != 0 {
+		add("Fill: %d", o.Fill)
+	}
+	if o.Mode != 0 {
+		add("Mode: %#o", o.Mode)
+	}
+	if o.Dev != 0 {
+		add("Dev: %#x", o.Dev)
+	}
+	if o.UID != 0 {
+		add("UID: %d", o.UID)
+	}
+	if o.GID != 0 {
+		add("GID: %d", o.GID)
+	}
+	for _, t := range []struct {
+		n string
+		v int64
+	}{{"Atime", o.Atime}, {"Mtime", o.Mtime}} {
+		switch t.v {
+		case 0:
+		case UtimeNow:
+			add("%s: UtimeNow", t.n)
+		case UtimeOmit:
+			add("%s: UtimeOmit", t.n)
+		default:
+			add("%s: %d", t.n, t.v)
+		}
+	}
+	if o.Name != "" {
+		add("Name: %q", o.Name)
+	}
+	if o.Value != "" {
+		add("Value: %q", o.Value)
+	}
+	if o.Flags != 0 {
+		add("Flags: %#x", o.Flags)
+	}
+	if o.Slot != 0 {
+		add("Slot: %d", o.Slot)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// goStr quotes s, writing the 255-byte names compactly.
+func goStr(s string) string {
+	if i := strings.Index(s, longName); i >= 0 {
+		return goStr(s[:i]) + " + longName + " + goStr(s[i+len(longName):])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// OpGen generates operation sequences biased to the hard cases: names
+// from the lower layers (shadowed, whited out, in opaque or merged
+// directories, deep), names made by earlier operations, and fresh names
+// next to them.
+type OpGen struct {
+	r           *rand.Rand
+	lowerPaths  []string // weighted: interesting paths repeated
+	dirs        []string
+	created     []string
+	createdDirs []string
+	fresh       int
+}
+
+// NewOpGen returns a generator drawing from src over the layers of spec.
+func NewOpGen(src rand.Source, spec *LayerSpec) *OpGen {
+	g := &OpGen{r: rand.New(src)}
+	layersOf := map[string]int{}
+	var whiteouts, opaque []string
+	isDir := map[string]bool{"": true}
+	for _, e := range spec.Entries {
+		layersOf[e.Path]++
+		switch e.Kind {
+		case KWhiteout:
+			whiteouts = append(whiteouts, e.Path)
+		case KDir:
+			isDir[e.Path] = true
+			if e.Opaque {
+				opaque = append(opaque, e.Path)
+			}
+		}
+	}
+	for _, p := range spec.Paths() {
+		w := 1
+		if layersOf[p] > 1 {
+			w += 2
+		}
+		for _, wh := range whiteouts {
+			if p == wh {
+				w += 2
+			}
+		}
+		for _, o := range opaque {
+			if p == o || strings.HasPrefix(p, o+"/") {
+				w++
+			}
+		}
+		if depth(p) >= 3 {
+			w++
+		}
+		for i := 0; i < w; i++ {
+			g.lowerPaths = append(g.lowerPaths, p)
+		}
+	}
+	for p := range isDir {
+		g.dirs = append(g.dirs, p)
+	}
+	sort.Strings(g.dirs)
+	return g
+}
+
+// GenOps generates n operations from seed over spec's layers.
+func GenOps(seed int64, spec *LayerSpec, n int) []Op {
+	g := NewOpGen(rand.NewPCG(uint64(seed), 0x0BE7A7E5), spec)
+	ops := make([]Op, n)
+	for i := range ops {
+		ops[i] = g.Next()
+	}
+	return ops
+}
+
+func (g *OpGen) pick(list []string) string { return list[g.r.IntN(len(list))] }
+
+func (g *OpGen) freshName() string {
+	r := g.r
+	switch x := r.IntN(100); {
+	case x < 40:
+		return plainNames[r.IntN(len(plainNames))]
+	case x < 60:
+		return oddNames[r.IntN(len(oddNames))]
+	case x < 62:
+		return longName + "x" // 256 bytes: ENAMETOOLONG
+	default:
+		g.fresh++
+		return fmt.Sprintf("new%d", g.fresh%8)
+	}
+}
+
+func (g *OpGen) dir() string {
+	if len(g.createdDirs) > 0 && g.r.IntN(3) == 0 {
+		return g.pick(g.createdDirs)
+	}
+	return g.pick(g.dirs)
+}
+
+// path picks an operand path.
+func (g *OpGen) path() string {
+	switch x := g.r.IntN(100); {
+	case x < 50 && len(g.lowerPaths) > 0:
+		return g.pick(g.lowerPaths)
+	case x < 70 && len(g.created) > 0:
+		return g.pick(g.created)
+	case x < 93:
+		return joinPath(g.dir(), g.freshName())
+	default:
+		p := "deep"
+		for i := 0; i < g.r.IntN(7); i++ {
+			p += fmt.Sprintf("/d%d", i)
+		}
+		return joinPath(p, g.freshName())
+	}
+}
+
+// target picks a second path for rename and link: often a sibling or a
+// name from the layers, sometimes inside the source (EINVAL).
+func (g *OpGen) target(src string) string {
+	switch x := g.r.IntN(100); {
+	case x < 25:
+		return joinPath(parentOf(src), g.freshName())
+	case x < 30:
+		return joinPath(src, g.freshName())
+	default:
+		return g.path()
+	}
+}
+
+func parentOf(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func (g *OpGen) made(p string, dir bool) {
+	g.created = append(g.created, p)
+	if dir {
+		g.createdDirs = append(g.createdDirs, p)
+	}
+	if len(g.created) > 64 {
+		g.created = g.created[1:]
+	}
+	if len(g.createdDirs) > 32 {
+		g.createdDirs = g.createdDirs[1:]
+	}
+}
+
+// explicitTime is a time far from now: before 2020, before 1970 or
+// after 2100.
+func (g *OpGen) explicitTime() int64 {
+	r := g.r
+	switch x := r.IntN(100); {
+	case x < 4:
+		return UtimeNow
+	case x < 8:
+		return -int64(r.IntN(300e6))*1e9 - int64(r.IntN(1e9)) // 1960s
+	case x < 14:
+		return time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano() + r.Int64N(int64(50*365*24*time.Hour))
+	case x < 18:
+		return oldTime(r) / 1e9 * 1e9 // whole seconds
+	default:
+		return oldTime(r)
+	}
+}
+
+var (
+	writeOffs  = []int64{0, 0, 0, 1, 100, 4095, 4096, 5000, 65536, 70000, 1 << 20}
+	writeLens  = []int{0, 1, 10, 100, 4096, 9000}
+	truncSizes = []int64{0, 0, 1, 50, 4096, 10000, 100000}
+	setModes   = []uint32{0644, 0600, 0755, 0700, 0444, 0000, 04755, 02755, 01777, 06777, 0640}
+	openFlags  = []int{unix.O_WRONLY, unix.O_RDWR, unix.O_RDONLY, unix.O_WRONLY | unix.O_TRUNC, unix.O_RDONLY | unix.O_TRUNC, unix.O_WRONLY | unix.O_CREAT, unix.O_RDWR | unix.O_CREAT | unix.O_EXCL}
+	holdFlags  = []int{unix.O_RDONLY, unix.O_RDONLY, unix.O_WRONLY, unix.O_RDWR, unix.O_RDWR | unix.O_APPEND, unix.O_RDWR | unix.O_TRUNC}
+	userXattrs = []string{"user.x0", "user.x1", "user.x2", "user.new"}
+)
+
+// xattrName is mostly a user.* name, rarely a trusted.* one and more
+// rarely one in the overlay's own namespace.
+func (g *OpGen) xattrName() string {
+	switch x := g.r.IntN(40); {
+	case x == 0:
+		return "trusted.overlay.opaque"
+	case x == 1:
+		return "trusted.overlay.x"
+	case x < 4:
+		return "trusted.t1"
+	default:
+		return userXattrs[g.r.IntN(len(userXattrs))]
+	}
+}
+
+// weights of the operation kinds, indexed by OpKind.
+var opWeights = [opMax]int{
+	OpWrite: 9, OpAppend: 4, OpTruncate: 6, OpOpenClose: 5, OpMkdir: 7, OpRmdir: 6, OpUnlink: 8,
+	OpRename: 14, OpLink: 5, OpSymlink: 4, OpMknod: 4, OpChmod: 5, OpChown: 4, OpUtimes: 8,
+	OpSetxattr: 6, OpRemovexattr: 4, OpOpen: 4, OpFdWrite: 3, OpFdRead: 2, OpFdStat: 2,
+	OpFdTruncate: 1, OpClose: 2, OpDropCaches: 1, OpRemount: 1,
+}
+
+// Next generates one operation.
+func (g *OpGen) Next() Op {
+	r := g.r
+	total := 0
+	for _, w := range opWeights {
+		total += w
+	}
+	x := r.IntN(total)
+	kind := OpKind(1)
+	for k, w := range opWeights {
+		if x < w {
+			kind = OpKind(k)
+			break
+		}
+		x -= w
+	}
+	o := Op{Kind: kind}
+	switch kind {
+	case OpWrite:
+		o.Path = g.path()
+		o.Off = writeOffs[r.IntN(len(writeOffs))]
+		o.Len = writeLens[1+r.IntN(len(writeLens)-1)]
+		if r.IntN(10) == 0 {
+			o.Len = 0
+		}
+		o.Fill = byte(r.IntN(256))
+		o.Mode = []uint32{0644, 0600, 0755, 04755}[r.IntN(4)]
+		switch r.IntN(10) {
+		case 0:
+			o.Flags = unix.O_TRUNC
+		case 1:
+			o.Flags = unix.O_EXCL
+		}
+		g.made(o.Path, false)
+	case OpAppend:
+		o.Path = g.path()
+		o.Len = writeLens[1+r.IntN(len(writeLens)-1)]
+		o.Fill = byte(r.IntN(256))
+	case OpTruncate:
+		o.Path = g.path()
+		o.Off = truncSizes[r.IntN(len(truncSizes))]
+	case OpOpenClose:
+		o.Path = g.path()
+		o.Flags = openFlags[r.IntN(len(openFlags))]
+		if o.Flags&unix.O_CREAT != 0 {
+			o.Mode = 0644
+			g.made(o.Path, false)
+		}
+	case OpMkdir:
+		o.Path = g.path()
+		o.Mode = []uint32{0755, 0755, 0700, 01777, 02775}[r.IntN(5)]
+		g.made(o.Path, true)
+	case OpRmdir, OpUnlink:
+		o.Path = g.path()
+	case OpRename:
+		o.Path = g.path()
+		o.Path2 = g.target(o.Path)
+		switch x := r.IntN(100); {
+		case x < 20:
+			o.Flags = unix.RENAME_NOREPLACE
+		case x < 40:
+			o.Flags = unix.RENAME_EXCHANGE
+		}
+		g.made(o.Path2, false)
+	case OpLink:
+		o.Path = g.path()
+		o.Path2 = g.target(o.Path)
+		g.made(o.Path2, false)
+	case OpSymlink:
+		o.Path = g.path()
+		o.Path2 = symlinkTargets[r.IntN(len(symlinkTargets))]
+		if r.IntN(3) == 0 {
+			o.Path2 = g.path()
+		}
+		g.made(o.Path, false)
+	case OpMknod:
+		o.Path = g.path()
+		switch x := r.IntN(100); {
+		case x < 80:
+			o.Mode = unix.S_IFIFO | 0644
+		case x < 90:
+			o.Mode = unix.S_IFCHR | 0644 // 0/0: a whiteout
+		case x < 95:
+			o.Mode, o.Dev = unix.S_IFCHR|0666, int(unix.Mkdev(1, 3))
+		default:
+			o.Mode = unix.S_IFSOCK | 0755
+		}
+		g.made(o.Path, false)
+	case OpChmod:
+		o.Path = g.path()
+		o.Mode = setModes[r.IntN(len(setModes))]
+	case OpChown:
+		o.Path = g.path()
+		o.UID = owners[r.IntN(len(owners))]
+		o.GID = owners[r.IntN(len(owners))]
+		if r.IntN(5) == 0 {
+			o.UID = -1
+		} else if r.IntN(5) == 0 {
+			o.GID = -1
+		}
+		if r.IntN(2) == 0 {
+			o.Flags = unix.AT_SYMLINK_NOFOLLOW
+		}
+	case OpUtimes:
+		o.Path = g.path()
+		o.Atime, o.Mtime = g.explicitTime(), g.explicitTime()
+		if r.IntN(10) == 0 {
+			o.Atime = UtimeOmit
+		} else if r.IntN(20) == 0 {
+			o.Mtime = UtimeOmit
+		}
+		if r.IntN(2) == 0 {
+			o.Flags = unix.AT_SYMLINK_NOFOLLOW
+		}
+	case OpSetxattr:
+		o.Path = g.path()
+		o.Name = g.xattrName()
+		o.Value = strings.Repeat(string(rune('a'+r.IntN(26))), []int{0, 3, 3, 100}[r.IntN(4)])
+		o.Flags = []int{0, 0, unix.XATTR_CREATE, unix.XATTR_REPLACE}[r.IntN(4)]
+		if r.IntN(2) == 0 {
+			o.Flags |= FlagNoFollow
+		}
+	case OpRemovexattr:
+		o.Path = g.path()
+		o.Name = g.xattrName()
+		if r.IntN(2) == 0 {
+			o.Flags |= FlagNoFollow
+		}
+	case OpOpen:
+		o.Path = g.path()
+		o.Flags = holdFlags[r.IntN(len(holdFlags))]
+		o.Slot = r.IntN(NSlots)
+	case OpFdWrite:
+		o.Slot = r.IntN(NSlots)
+		o.Off = writeOffs[r.IntN(len(writeOffs)-1)]
+		o.Len = writeLens[1+r.IntN(len(writeLens)-1)]
+		o.Fill = byte(r.IntN(256))
+	case OpFdRead, OpFdStat, OpClose:
+		o.Slot = r.IntN(NSlots)
+	case OpFdTruncate:
+		o.Slot = r.IntN(NSlots)
+		o.Off = truncSizes[r.IntN(len(truncSizes))]
+	}
+	return o
+}
+
+// byteSource is a rand.Source that reads fuzz input; once the input is
+// used up it goes on with a fixed pseudo-random stream (zeros would make
+// rejection sampling loop forever).
+type byteSource struct {
+	data []byte
+	off  int
+	rest *rand.PCG
+}
+
+func (s *byteSource) Uint64() uint64 {
+	if s.off >= len(s.data) {
+		if s.rest == nil {
+			s.rest = rand.NewPCG(uint64(len(s.data)), 0xF022)
+		}
+		return s.rest.Uint64()
+	}
+	var b [8]byte
+	s.off += copy(b[:], s.data[s.off:])
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+func (s *byteSource) done() bool { return s.off >= len(s.data) }
+
+// DecodeOps turns fuzz input into a layer seed and an operation sequence
+// (at most maxOps): the input is the entropy of the same biased
+// generator GenOps uses.
+func DecodeOps(data []byte, maxOps int) (layerSeed int64, ops []Op) {
+	if len(data) == 0 {
+		return 0, nil
+	}
+	layerSeed = int64(data[0] % 32)
+	src := &byteSource{data: data[1:]}
+	g := NewOpGen(src, GenLayers(layerSeed, GenOptions{}))
+	for !src.done() && len(ops) < maxOps {
+		ops = append(ops, g.Next())
+	}
+	return layerSeed, ops
+}
+
+// Result is what an operation returned on one mount.
+type Result struct {
+	Errno unix.Errno
+	Data  string // reads: length and hash; fstat: attributes
+}
+
+func (r Result) String() string {
+	s := "ok"
+	if r.Errno != 0 {
+		s = fmt.Sprintf("%s (%d)", unix.ErrnoName(r.Errno), int(r.Errno))
+	}
+	if r.Data != "" {
+		s += " " + r.Data
+	}
+	return s
+}
+
+// Side is one mount that operations are applied to, with its open
+// descriptors.
+type Side struct {
+	Root string
+	fds  [NSlots]int
+}
+
+// NewSide returns a Side for the mount at root.
+func NewSide(root string) *Side {
+	s := &Side{Root: root}
+	for i := range s.fds {
+		s.fds[i] = -1
+	}
+	return s
+}
+
+// CloseAll closes the held descriptors.
+func (s *Side) CloseAll() {
+	for i, fd := range s.fds {
+		if fd >= 0 {
+			unix.Close(fd)
+			s.fds[i] = -1
+		}
+	}
+}
+
+func (s *Side) abs(p string) string {
+	if p == "" {
+		return s.Root
+	}
+	return s.Root + "/" + p
+}
+
+func errnoOf(err error) unix.Errno {
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return e
+	}
+	return unix.EIO
+}
+
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
+}
+
+func openNB(p string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+func timespec(t int64) unix.Timespec {
+	switch t {
+	case UtimeNow:
+		return unix.Timespec{Nsec: unix.UTIME_NOW}
+	case UtimeOmit:
+		return unix.Timespec{Nsec: unix.UTIME_OMIT}
+	}
+	return unix.NsecToTimespec(t)
+}
+
+// Apply performs op on the side's mount.
+func (s *Side) Apply(o Op) Result {
+	p := s.abs(o.Path)
+	var err error
+	switch o.Kind {
+	case OpWrite:
+		var fd int
+		if fd, err = openNB(p, unix.O_WRONLY|unix.O_CREAT|o.Flags, o.Mode); err == nil {
+			err = pwriteAll(fd, Pattern(o.Fill, o.Off, o.Len), o.Off)
+			if cerr := unix.Close(fd); err == nil {
+				err = cerr
+			}
+		}
+	case OpAppend:
+		var fd int
+		if fd, err = openNB(p, unix.O_WRONLY|unix.O_APPEND, 0); err == nil {
+			var st unix.Stat_t
+			if err = unix.Fstat(fd, &st); err == nil {
+				_, err = unix.Write(fd, Pattern(o.Fill, st.Size, o.Len))
+			}
+			if cerr := unix.Close(fd); err == nil {
+				err = cerr
+			}
+		}
+	case OpTruncate:
+		err = unix.Truncate(p, o.Off)
+	case OpOpenClose:
+		var fd int
+		if fd, err = openNB(p, o.Flags, o.Mode); err == nil {
+			err = unix.Close(fd)
+		}
+	case OpMkdir:
+		err = unix.Mkdir(p, o.Mode)
+	case OpRmdir:
+		err = unix.Rmdir(p)
+	case OpUnlink:
+		err = unix.Unlink(p)
+	case OpRename:
+		err = unix.Renameat2(unix.AT_FDCWD, p, unix.AT_FDCWD, s.abs(o.Path2), uint(o.Flags))
+	case OpLink:
+		err = unix.Linkat(unix.AT_FDCWD, p, unix.AT_FDCWD, s.abs(o.Path2), 0)
+	case OpSymlink:
+		err = unix.Symlink(o.Path2, p)
+	case OpMknod:
+		err = unix.Mknod(p, o.Mode, o.Dev)
+	case OpChmod:
+		err = unix.Chmod(p, o.Mode)
+	case OpChown:
+		err = unix.Fchownat(unix.AT_FDCWD, p, o.UID, o.GID, o.Flags)
+	case OpUtimes:
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{timespec(o.Atime), timespec(o.Mtime)}, o.Flags)
+	case OpSetxattr:
+		if o.Flags&FlagNoFollow != 0 {
+			err = unix.Lsetxattr(p, o.Name, []byte(o.Value), o.Flags&3)
+		} else {
+			err = unix.Setxattr(p, o.Name, []byte(o.Value), o.Flags&3)
+		}
+	case OpRemovexattr:
+		if o.Flags&FlagNoFollow != 0 {
+			err = unix.Lremovexattr(p, o.Name)
+		} else {
+			err = unix.Removexattr(p, o.Name)
+		}
+	case OpOpen:
+		if s.fds[o.Slot] >= 0 {
+			unix.Close(s.fds[o.Slot])
+			s.fds[o.Slot] = -1
+		}
+		var fd int
+		if fd, err = openNB(p, o.Flags, 0); err == nil {
+			s.fds[o.Slot] = fd
+		}
+	case OpFdWrite, OpFdRead, OpFdStat, OpFdTruncate, OpClose:
+		return s.applyFd(o)
+	default:
+		err = unix.EINVAL
+	}
+	return Result{Errno: errnoOf(err)}
+}
+
+func (s *Side) applyFd(o Op) Result {
+	fd := s.fds[o.Slot]
+	if fd < 0 {
+		return Result{Errno: unix.EBADF}
+	}
+	var err error
+	switch o.Kind {
+	case OpFdWrite:
+		err = pwriteAll(fd, Pattern(o.Fill, o.Off, o.Len), o.Off)
+	case OpFdTruncate:
+		err = unix.Ftruncate(fd, o.Off)
+	case OpClose:
+		err = unix.Close(fd)
+		s.fds[o.Slot] = -1
+	case OpFdRead:
+		var buf []byte
+		chunk := make([]byte, 256<<10)
+		for off := int64(0); off < 4<<20; {
+			n, err := unix.Pread(fd, chunk, off)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return Result{Errno: errnoOf(err)}
+			}
+			if n == 0 {
+				break
+			}
+			buf = append(buf, chunk[:n]...)
+			off += int64(n)
+		}
+		return Result{Data: fmt.Sprintf("read %d bytes sha256:%x", len(buf), sha256.Sum256(buf))}
+	case OpFdStat:
+		var st unix.Stat_t
+		if err = unix.Fstat(fd, &st); err == nil {
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				st.Size, st.Nlink = 0, 0 // not compared for directories
+			}
+			return Result{Data: fmt.Sprintf("mode=%#o uid=%d gid=%d size=%d nlink=%d mtime=%s",
+				st.Mode, st.Uid, st.Gid, st.Size, st.Nlink, timeClass(st.Mtim))}
+		}
+	}
+	return Result{Errno: errnoOf(err)}
+}
