@@ -36,6 +36,12 @@ type Server struct {
 // the kernel serves requests through it. Nothing is left mounted when it
 // fails.
 func Mount(o *mountopt.Options) (*Server, error) {
+	return MountHooks(o, overlay.Hooks{})
+}
+
+// MountHooks is Mount with engine hooks set, for tests that stop the
+// engine at chosen points.
+func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -54,6 +60,7 @@ func Mount(o *mountopt.Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ov.Hooks = hooks
 	syscall.Umask(0) // modes from the kernel already have the caller's umask applied
 	raw := fusefs.New(ov, CacheTimeout)
 	srv, err := fuse.NewServer(raw, o.Mountpoint, fuseOptions(o))

@@ -431,7 +431,9 @@ func idValue(name, v string) (int, error) {
 // 2^32 or overlap another one on either side (as the kernel does for user
 // namespaces).
 func parseIDMap(name, v string, have []IDMap) ([]IDMap, error) {
-	fields, err := decodeValue(v, ':')
+	// containers/storage writes the list with a leading colon
+	// ("uidmapping=:0:100000:65536"), as fuse-overlayfs accepts.
+	fields, err := decodeValue(strings.TrimPrefix(v, ":"), ':')
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", name, err)
 	}

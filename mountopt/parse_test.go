@@ -246,6 +246,20 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
+func TestParseIDMapLeadingColon(t *testing.T) {
+	o, _, err := ParseArgs([]string{"-o", "lowerdir=/l,upperdir=/u,workdir=/w,uidmapping=:0:100000:65536:65536:5:1,gidmapping=:0:100000:65536", "/m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []IDMap{{0, 100000, 65536}, {65536, 5, 1}}
+	if len(o.UIDMap) != 2 || o.UIDMap[0] != want[0] || o.UIDMap[1] != want[1] {
+		t.Fatalf("UIDMap = %v, want %v", o.UIDMap, want)
+	}
+	if len(o.GIDMap) != 1 || o.GIDMap[0] != want[0] {
+		t.Fatalf("GIDMap = %v", o.GIDMap)
+	}
+}
+
 func TestParseArgsErrors(t *testing.T) {
 	mount := func(opts string) []string { return []string{"-o", opts, "/m"} }
 	layers := "lowerdir=/l,upperdir=/u,workdir=/w,"

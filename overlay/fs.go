@@ -90,6 +90,12 @@ func New(cfg Config) (*FS, error) {
 	fs.xOpaque = fs.xattrPrefix + "opaque"
 	fs.xOrigin = fs.xattrPrefix + "strata.ino"
 
+	ok := false
+	defer func() {
+		if !ok {
+			fs.Close()
+		}
+	}()
 	if cfg.Upper != "" {
 		l, err := openLayer(cfg.Upper, 0, true)
 		if err != nil {
@@ -114,15 +120,19 @@ func New(cfg Config) (*FS, error) {
 	}
 	root, err := fs.newRoot()
 	if err != nil {
-		fs.Close()
 		return nil, err
 	}
 	fs.root = root
+	ok = true
 	return fs, nil
 }
 
-// Close releases the work directory lock. Open nodes are not touched.
+// Close releases the layers and the work directory lock. Open nodes are
+// not touched.
 func (fs *FS) Close() error {
+	for _, l := range fs.layers {
+		l.close()
+	}
 	if fs.workFd != nil {
 		err := fs.workFd.Close()
 		fs.workFd = nil
@@ -153,7 +163,7 @@ func (fs *FS) prepareWork(workdir string) error {
 	}
 	fs.workFd = f
 	var ust, wst unix.Stat_t
-	if err := unix.Stat(fs.upper.Path, &ust); err != nil {
+	if err := unix.Stat(fs.upper.root, &ust); err != nil {
 		return err
 	}
 	if err := unix.Stat(workdir, &wst); err != nil {
@@ -162,7 +172,10 @@ func (fs *FS) prepareWork(workdir string) error {
 	if ust.Dev != wst.Dev {
 		return fmt.Errorf("workdir %q and upperdir %q are on different filesystems", workdir, fs.upper.Path)
 	}
-	fs.work = workdir + "/work"
+	fs.work = procFdPath(int(f.Fd())) + "/work"
+	if unix.Access(fs.work+"/..", unix.F_OK) != nil {
+		fs.work = workdir + "/work" // no /proc
+	}
 	if err := unix.Mkdir(fs.work, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("workdir %q: %w", workdir, err)
 	}

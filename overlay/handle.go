@@ -78,9 +78,12 @@ func (fs *FS) ensureBacking(n *Node, write bool) error {
 		return nil
 	}
 	var path string
+	nofollow := unix.O_NOFOLLOW
 	switch {
 	case b != nil:
-		path = procFdPath(b.fd) // reopen the very same file for writing
+		// Reopen the very same file for writing. The /proc entry is a
+		// (magic) symlink: following it is the point.
+		path, nofollow = procFdPath(b.fd), 0
 	case n.deleted || n.anon:
 		return unix.ENOENT
 	default:
@@ -95,7 +98,7 @@ func (fs *FS) ensureBacking(n *Node, write bool) error {
 	if write {
 		mode = unix.O_RDWR
 	}
-	fd, err := unix.Open(path, mode|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_LARGEFILE, 0)
+	fd, err := unix.Open(path, mode|unix.O_CLOEXEC|nofollow|unix.O_LARGEFILE, 0)
 	if err != nil {
 		return err
 	}

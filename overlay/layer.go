@@ -18,26 +18,46 @@ type Layer struct {
 
 	dev   uint64 // st_dev of the root
 	fsIdx uint64 // small number per distinct st_dev, for inode numbers
+	fd    int    // O_PATH descriptor of the root, held for the mount's life
+	root  string // how real paths start: through fd, not through Path
 }
 
 // path returns the real path of rel (relative to the layer root; "" is
-// the root itself).
+// the root itself). Paths go through the descriptor opened at mount time,
+// so the layer stays reachable when the mount point hides it (a mount over
+// a lower directory) or its path goes away (container engines detach
+// idmapped lower mounts as soon as the mount program returns).
 func (l *Layer) path(rel string) string {
 	if rel == "" {
-		return l.Path
+		return l.root + "/." // the directory, not the /proc link to it
 	}
-	return l.Path + "/" + rel
+	return l.root + "/" + rel
 }
 
 func openLayer(path string, idx int, upper bool) (*Layer, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
 		return nil, fmt.Errorf("layer %q: %w", path, err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return nil, fmt.Errorf("layer %q: not a directory", path)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("layer %q: %w", path, err)
 	}
-	return &Layer{Path: path, Index: idx, Upper: upper, dev: st.Dev}, nil
+	l := &Layer{Path: path, Index: idx, Upper: upper, dev: st.Dev, fd: fd, root: path}
+	// Use the descriptor where /proc shows it (it always does on Linux,
+	// but a sandbox may hide /proc).
+	if p := procFdPath(fd); unix.Access(p, unix.F_OK) == nil {
+		l.root = p
+	}
+	return l, nil
+}
+
+func (l *Layer) close() {
+	if l.fd > 0 {
+		unix.Close(l.fd)
+		l.fd = -1
+	}
 }
 
 // inoMapper turns (layer, real inode number) into the overlay's inode

@@ -174,7 +174,7 @@ func (fs *FS) newRoot() (*Node, error) {
 	var st unix.Stat_t
 	if fs.upper != nil {
 		n.upper = true
-		if err := unix.Lstat(fs.upper.Path, &st); err != nil {
+		if err := unix.Lstat(fs.upper.path(""), &st); err != nil {
 			return nil, err
 		}
 		n.ino = fs.inos.ino(fs.upper, st.Ino)
@@ -182,7 +182,7 @@ func (fs *FS) newRoot() (*Node, error) {
 	for _, l := range fs.lowers {
 		n.lowers = append(n.lowers, l.Index)
 		if len(n.lowers) == 1 && fs.upper == nil {
-			if err := unix.Lstat(l.Path, &st); err != nil {
+			if err := unix.Lstat(l.path(""), &st); err != nil {
 				return nil, err
 			}
 			n.ino = fs.inos.ino(l, st.Ino)

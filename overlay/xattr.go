@@ -205,5 +205,5 @@ func (fs *FS) Readlink(n *Node) (string, error) {
 // a read-only overlay).
 func (fs *FS) Statfs() (unix.Statfs_t, error) {
 	var st unix.Statfs_t
-	return st, unix.Statfs(fs.layers[0].Path, &st)
+	return st, unix.Statfs(fs.layers[0].root, &st)
 }

@@ -81,7 +81,7 @@ func runDaemon(o *mountopt.Options, fdStr string) int {
 	os.Unsetenv(daemonEnv)
 	os.Chdir("/") // paths are absolute by now; keep no directory busy
 	ready := os.NewFile(uintptr(fd), "ready")
-	srv, err := strata.Mount(o)
+	srv, err := strata.MountHooks(o, testHooks())
 	if err != nil {
 		fmt.Fprintf(ready, "%s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		ready.Close()

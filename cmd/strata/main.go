@@ -56,7 +56,7 @@ func run(args []string) int {
 	if !o.Foreground {
 		return daemonize(args, o.Debug)
 	}
-	srv, err := strata.Mount(o)
+	srv, err := strata.MountHooks(o, testHooks())
 	if err != nil {
 		return fail(err)
 	}
