@@ -15,6 +15,10 @@ func (fs *FS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut
 		return status(err)
 	}
 	out.Fh = fs.addDir(d)
+	// The kernel may keep the listing in the directory's page cache and
+	// reuse it across opens: every change to a directory goes through this
+	// mount, and the kernel drops the cached listing when one happens.
+	out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	return fuse.OK
 }
 

@@ -192,8 +192,8 @@ func (fs *FS) Fsync(h *Handle, dataOnly bool) error {
 	if b == nil {
 		return unix.EBADF
 	}
-	if !b.upper {
-		return nil // lower layers are read-only: nothing to flush
+	if !b.upper || fs.cfg.Volatile {
+		return nil // nothing to flush in a lower layer; volatile skips syncs
 	}
 	if dataOnly {
 		return unix.Fdatasync(b.fd)

@@ -96,7 +96,9 @@ func runDaemon(o *mountopt.Options, fdStr string) int {
 	}()
 	fmt.Fprintln(ready, "ok")
 	ready.Close()
+	stop := startProfile()
 	srv.Wait()
+	stop()
 	writeStats(srv)
 	return 0
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -34,4 +35,25 @@ func testHooks() overlay.Hooks {
 			time.Sleep(time.Hour)
 		}
 	}}
+}
+
+// startProfile writes a CPU profile of the daemon to $STRATA_CPUPROFILE
+// until the returned function is called (at unmount).
+func startProfile() func() {
+	path := os.Getenv("STRATA_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
