@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // Open opens a file. FOPEN_KEEP_CACHE keeps the page cache across opens:
@@ -21,19 +22,62 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	return fuse.OK
 }
 
+// Read answers from the node's current backing file, spliced to the
+// kernel without a copy through the daemon. The node's data lock is held
+// until the reply is sent (lockedRead.Done), so a concurrent copy-up
+// cannot close the descriptor under the splice.
 func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	h := fs.file(in.Fh)
 	if h == nil {
 		return nil, fuse.EBADF
 	}
-	if int(in.Size) < len(buf) {
-		buf = buf[:in.Size]
-	}
-	n, err := fs.ov.Read(h, buf, int64(in.Offset))
+	fd, done, err := fs.ov.ReadFd(h)
 	if err != nil {
 		return nil, status(err)
 	}
-	return fuse.ReadResultData(buf[:n]), fuse.OK
+	return &lockedRead{fd: fd, off: int64(in.Offset), size: int(in.Size), done: done}, fuse.OK
+}
+
+// lockedRead is a zero-copy read result that releases a lock when sent.
+type lockedRead struct {
+	fd   int
+	off  int64
+	size int
+	done func()
+}
+
+// Seekable lets go-fuse splice from the descriptor.
+func (r *lockedRead) Seekable() (uintptr, int64, int) { return uintptr(r.fd), r.off, r.size }
+
+// Bytes reads into buf where splicing is not possible.
+func (r *lockedRead) Bytes(buf []byte) ([]byte, fuse.Status) {
+	if len(buf) > r.size {
+		buf = buf[:r.size]
+	}
+	total := 0
+	for total < len(buf) {
+		n, err := unix.Pread(r.fd, buf[total:], r.off+int64(total))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fuse.ToStatus(err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	return buf[:total], fuse.OK
+}
+
+func (r *lockedRead) Size() int { return r.size }
+
+func (r *lockedRead) Done() {
+	if r.done != nil {
+		r.done()
+		r.done = nil
+	}
 }
 
 func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {

@@ -43,7 +43,7 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	if l == nil {
 		return st, unix.ENOENT
 	}
-	if err := unix.Lstat(l.path(n.rel()), &st); err != nil {
+	if err := l.lstat(n.rel(), &st); err != nil {
 		return st, err
 	}
 	fs.fixAttr(n, &st)

@@ -77,13 +77,18 @@ func (fs *FS) ensureBacking(n *Node, write bool) error {
 		b.opens++
 		return nil
 	}
-	var path string
-	nofollow := unix.O_NOFOLLOW
+	upper := n.upper
+	mode := unix.O_RDONLY
+	if write {
+		mode = unix.O_RDWR
+	}
+	var fd int
+	var err error
 	switch {
 	case b != nil:
 		// Reopen the very same file for writing. The /proc entry is a
 		// (magic) symlink: following it is the point.
-		path, nofollow = procFdPath(b.fd), 0
+		fd, err = unix.Open(procFdPath(b.fd), mode|unix.O_CLOEXEC|unix.O_LARGEFILE, 0)
 	case n.deleted || n.anon:
 		return unix.ENOENT
 	default:
@@ -91,14 +96,8 @@ func (fs *FS) ensureBacking(n *Node, write bool) error {
 		if l == nil {
 			return unix.ENOENT
 		}
-		path = l.path(n.rel())
+		fd, err = l.open(n.rel(), mode|unix.O_NOFOLLOW|unix.O_LARGEFILE, 0)
 	}
-	upper := n.upper
-	mode := unix.O_RDONLY
-	if write {
-		mode = unix.O_RDWR
-	}
-	fd, err := unix.Open(path, mode|unix.O_CLOEXEC|nofollow|unix.O_LARGEFILE, 0)
 	if err != nil {
 		return err
 	}
@@ -158,6 +157,19 @@ func (fs *FS) Read(h *Handle, dest []byte, off int64) (int, error) {
 		total += r
 	}
 	return total, nil
+}
+
+// ReadFd returns the node's current backing descriptor for a zero-copy
+// read, with the node's data lock held shared so copy-up cannot swap or
+// close it meanwhile; call done when the data has been sent.
+func (fs *FS) ReadFd(h *Handle) (fd int, done func(), err error) {
+	n := h.node
+	n.dataMu.RLock()
+	if n.backing == nil {
+		n.dataMu.RUnlock()
+		return -1, nil, unix.EBADF
+	}
+	return n.backing.fd, n.dataMu.RUnlock, nil
 }
 
 // Write writes to the node's backing file, which open made the upper one.

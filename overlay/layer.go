@@ -53,6 +53,29 @@ func openLayer(path string, idx int, upper bool) (*Layer, error) {
 	return l, nil
 }
 
+// lstat stats rel without following a final symlink, resolving it from
+// the layer's root descriptor (no path walk through /proc).
+func (l *Layer) lstat(rel string, st *unix.Stat_t) error {
+	if rel == "" {
+		rel = "."
+	}
+	return unix.Fstatat(l.fd, rel, st, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// open opens rel relative to the layer's root descriptor.
+func (l *Layer) open(rel string, flags int, mode uint32) (int, error) {
+	if rel == "" {
+		rel = "."
+	}
+	return unix.Openat(l.fd, rel, flags|unix.O_CLOEXEC, mode)
+}
+
+// exists reports whether rel exists in the layer.
+func (l *Layer) exists(rel string) bool {
+	var st unix.Stat_t
+	return l.lstat(rel, &st) == nil
+}
+
 func (l *Layer) close() {
 	if l.fd > 0 {
 		unix.Close(l.fd)

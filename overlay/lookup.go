@@ -35,8 +35,7 @@ func (fs *FS) lookupEntry(parent *Node, name string) (entry, error) {
 	parentRel := parent.rel()
 	rel := joinRel(parentRel, name)
 	if parent.upper && !parent.anon {
-		p := fs.upper.path(rel)
-		err := unix.Lstat(p, &e.st)
+		err := fs.upper.lstat(rel, &e.st)
 		switch err {
 		case nil:
 			if isWhiteout(&e.st) {
@@ -48,7 +47,7 @@ func (fs *FS) lookupEntry(parent *Node, name string) (entry, error) {
 			if e.kind != unix.S_IFDIR {
 				return e, nil
 			}
-			if fs.hasOpaqueXattr(p) {
+			if fs.hasOpaqueXattr(fs.upper.path(rel)) {
 				e.opaque = true
 				return e, nil
 			}
@@ -76,7 +75,7 @@ func (fs *FS) lookupLowers(parent *Node, parentRel, name string, e *entry) error
 	for _, li := range parent.lowers {
 		l := fs.layers[li]
 		var st unix.Stat_t
-		err := unix.Lstat(l.path(rel), &st)
+		err := l.lstat(rel, &st)
 		switch err {
 		case nil:
 			if isWhiteout(&st) {
@@ -97,7 +96,7 @@ func (fs *FS) lookupLowers(parent *Node, parentRel, name string, e *entry) error
 			return err
 		}
 		// An OCI whiteout hides the name in the layers below this one.
-		if fs.exists(l.path(joinRel(parentRel, ociWhiteoutPrefix+name))) {
+		if parent.mayHaveOCI(li) && l.exists(joinRel(parentRel, ociWhiteoutPrefix+name)) {
 			return nil
 		}
 	}
@@ -116,11 +115,6 @@ func (fs *FS) lowerVisible(parent *Node, name string) bool {
 	return len(e.lowers) > 0
 }
 
-func (fs *FS) exists(path string) bool {
-	var st unix.Stat_t
-	return unix.Lstat(path, &st) == nil
-}
-
 func (fs *FS) hasOpaqueXattr(path string) bool {
 	var buf [2]byte
 	n, err := unix.Lgetxattr(path, fs.xOpaque, buf[:])
@@ -130,8 +124,7 @@ func (fs *FS) hasOpaqueXattr(path string) bool {
 // lowerOpaque reports whether a lower directory stops the merge: the
 // kernel's opaque xattr or an OCI ".wh..wh..opq" marker.
 func (fs *FS) lowerOpaque(l *Layer, rel string) bool {
-	p := l.path(rel)
-	return fs.hasOpaqueXattr(p) || fs.exists(p+"/"+ociOpaqueMarker)
+	return fs.hasOpaqueXattr(l.path(rel)) || l.exists(joinRel(rel, ociOpaqueMarker))
 }
 
 func joinRel(dir, name string) string {
@@ -174,7 +167,7 @@ func (fs *FS) newRoot() (*Node, error) {
 	var st unix.Stat_t
 	if fs.upper != nil {
 		n.upper = true
-		if err := unix.Lstat(fs.upper.path(""), &st); err != nil {
+		if err := fs.upper.lstat("", &st); err != nil {
 			return nil, err
 		}
 		n.ino = fs.inos.ino(fs.upper, st.Ino)
@@ -182,7 +175,7 @@ func (fs *FS) newRoot() (*Node, error) {
 	for _, l := range fs.lowers {
 		n.lowers = append(n.lowers, l.Index)
 		if len(n.lowers) == 1 && fs.upper == nil {
-			if err := unix.Lstat(l.path(""), &st); err != nil {
+			if err := l.lstat("", &st); err != nil {
 				return nil, err
 			}
 			n.ino = fs.inos.ino(l, st.Ino)

@@ -3,6 +3,7 @@ package overlay
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,6 +38,12 @@ type Node struct {
 
 	// Guarded by tableMu.
 	refs uint64 // kernel references (the FUSE lookup count)
+
+	// What directory listings taught about OCI whiteouts: bit i of
+	// ociKnown is set once layer i's copy was listed, and bit i of ociHas
+	// if it held ".wh." names. Lookups skip the ".wh.NAME" probe where a
+	// listing showed none. Atomic: written under treeMu held shared.
+	ociKnown, ociHas atomic.Uint64
 
 	copyMu sync.Mutex
 
@@ -264,4 +271,22 @@ func (fs *FS) addAlias(n *Node, parent *Node, name string) {
 		}
 	}
 	n.aliases = append(n.aliases, link{parent, name})
+}
+
+// mayHaveOCI reports whether the directory's copy in lower layer li may
+// hold OCI whiteouts (unknown counts as yes).
+func (n *Node) mayHaveOCI(li int) bool {
+	bit := uint64(1) << uint(li)
+	return n.ociKnown.Load()&bit == 0 || n.ociHas.Load()&bit != 0
+}
+
+// learnOCI records what a full listing of the directory's lower layers
+// showed.
+func (n *Node) learnOCI(lowers []int, has uint64) {
+	var known uint64
+	for _, li := range lowers {
+		known |= 1 << uint(li)
+	}
+	n.ociHas.Or(has)
+	n.ociKnown.Or(known)
 }

@@ -27,6 +27,20 @@ func readDirRaw(path string) ([]rawEntry, error) {
 	if err != nil {
 		return nil, err
 	}
+	return readDirFd(fd)
+}
+
+// readDirAt lists rel in layer l.
+func readDirAt(l *Layer, rel string) ([]rawEntry, error) {
+	fd, err := l.open(rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	return readDirFd(fd)
+}
+
+// readDirFd lists and closes a directory descriptor.
+func readDirFd(fd int) ([]rawEntry, error) {
 	defer unix.Close(fd)
 	var out []rawEntry
 	buf := make([]byte, 64<<10)
@@ -78,13 +92,21 @@ func dtypeToKind(t uint8) uint32 {
 // upper first, whiteouts and OCI markers hidden. With firstOnly it stops
 // at the first visible name (an emptiness check). The caller holds treeMu.
 func (fs *FS) listMerged(rel string, upper bool, lowers []int, firstOnly bool) ([]DirEntry, error) {
+	ents, _, err := fs.listMergedOCI(rel, upper, lowers, firstOnly)
+	return ents, err
+}
+
+// listMergedOCI is listMerged that also returns the bitmask of lower
+// layers whose copy of the directory holds OCI whiteouts.
+func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool) ([]DirEntry, uint64, error) {
+	var oci uint64
 	seen := map[string]struct{}{}
 	var out []DirEntry
 	if upper {
 		p := fs.upper.path(rel)
-		ents, err := readDirRaw(p)
+		ents, err := readDirAt(fs.upper, rel)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		for _, e := range ents {
 			seen[e.name] = struct{}{}
@@ -93,23 +115,24 @@ func (fs *FS) listMerged(rel string, upper bool, lowers []int, firstOnly bool) (
 			}
 			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: fs.inos.ino(fs.upper, e.ino)})
 			if firstOnly {
-				return out, nil
+				return out, 0, nil
 			}
 		}
 	}
 	for _, li := range lowers {
 		l := fs.layers[li]
 		p := l.path(rel)
-		ents, err := readDirRaw(p)
+		ents, err := readDirAt(l, rel)
 		if err != nil {
 			if err == unix.ENOENT || err == unix.ENOTDIR {
 				continue
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		var hidden []string
 		for _, e := range ents {
 			if strings.HasPrefix(e.name, ociWhiteoutPrefix) {
+				oci |= 1 << uint(li)
 				if e.name != ociOpaqueMarker {
 					hidden = append(hidden, e.name[len(ociWhiteoutPrefix):])
 				}
@@ -124,14 +147,14 @@ func (fs *FS) listMerged(rel string, upper bool, lowers []int, firstOnly bool) (
 			}
 			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: fs.inos.ino(l, e.ino)})
 			if firstOnly {
-				return out, nil
+				return out, oci, nil
 			}
 		}
 		for _, h := range hidden {
 			seen[h] = struct{}{}
 		}
 	}
-	return out, nil
+	return out, oci, nil
 }
 
 func (fs *FS) isWhiteoutAt(path string) bool {
@@ -181,10 +204,11 @@ func (fs *FS) loadDir(d *DirHandle) error {
 		d.entries, d.loaded = nil, true
 		return nil
 	}
-	ents, err := fs.listMerged(n.rel(), n.upper, n.lowers, false)
+	ents, oci, err := fs.listMergedOCI(n.rel(), n.upper, n.lowers, false)
 	if err != nil {
 		return err
 	}
+	n.learnOCI(n.lowers, oci)
 	// Names the kernel already knows carry the overlay inode number (a
 	// copied-up object keeps its lower number).
 	fs.tableMu.Lock()
