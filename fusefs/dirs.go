@@ -71,16 +71,23 @@ func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.S
 			}
 			continue
 		}
+		// Look the name up first: the entry then carries the object's own
+		// inode number (a copied-up object keeps its lower one).
+		c, st, err := fs.ov.Lookup(n, ent.Name)
+		if err == nil {
+			e.Ino, e.Mode = st.Ino, st.Mode
+		}
 		eo := out.AddDirLookupEntry(e)
 		if eo == nil {
+			if err == nil {
+				fs.ov.Forget(c, 1) // no room: the kernel will not count it
+			}
 			break
 		}
-		c, st, err := fs.ov.Lookup(n, ent.Name)
 		if err != nil {
 			continue // gone since the snapshot: NodeId 0 makes the kernel skip it
 		}
 		fs.fillEntry(eo, c, &st)
-		out.FixMode(st.Mode)
 	}
 	return fuse.OK
 }

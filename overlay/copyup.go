@@ -2,7 +2,6 @@ package overlay
 
 import (
 	"errors"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -299,8 +298,8 @@ func (fs *FS) copyXattrs(srcPath string, dst realRef) error {
 		return err
 	}
 	for _, name := range names {
-		if strings.HasPrefix(name, fs.xattrPrefix) {
-			continue
+		if fs.shownXattr(name) == "" {
+			continue // the overlay's own metadata, not the object's
 		}
 		val, err := getXattr(srcPath, name)
 		if err != nil {

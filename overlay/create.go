@@ -30,6 +30,9 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	if len(name) > 255 {
 		return nil, nil, st, unix.ENAMETOOLONG
 	}
+	if obj.Kind == unix.S_IFCHR && obj.Rdev == 0 {
+		return nil, nil, st, unix.EPERM // that is a whiteout: the kernel refuses it too
+	}
 	if err := fs.copyUp(parent, -1); err != nil {
 		return nil, nil, st, err
 	}

@@ -19,35 +19,25 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 	if fs.upper == nil {
 		return unix.EROFS
 	}
+	// Check first, as the kernel does: a removal that fails copies nothing
+	// up.
+	fs.treeMu.RLock()
+	_, err := fs.removable(parent, name, dir)
+	fs.treeMu.RUnlock()
+	if err != nil {
+		return err
+	}
 	if err := fs.copyUp(parent, -1); err != nil {
 		return err
 	}
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
-	if parent.deleted {
-		return unix.ENOENT
-	}
-	e, err := fs.lookupEntry(parent, name)
+	e, err := fs.removable(parent, name, dir)
 	if err != nil {
 		return err
 	}
 	isDir := e.kind == unix.S_IFDIR
-	switch {
-	case dir && !isDir:
-		return unix.ENOTDIR
-	case !dir && isDir:
-		return unix.EISDIR
-	}
 	rel := parent.childRel(name)
-	if isDir {
-		ents, err := fs.listMerged(rel, e.upper, e.lowers, true)
-		if err != nil {
-			return err
-		}
-		if len(ents) > 0 {
-			return unix.ENOTEMPTY
-		}
-	}
 	dst := fs.upper.path(rel)
 	needWhiteout := len(e.lowers) > 0 || fs.lowerVisible(parent, name)
 	if err := fs.removeUpper(dst, e.upper, isDir, needWhiteout); err != nil {
@@ -60,6 +50,36 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 		fs.detach(parent, name, c)
 	}
 	return nil
+}
+
+// removable finds (parent, name) and checks that it can be removed: the
+// right type, and for a directory, empty in the merged view. The caller
+// holds treeMu.
+func (fs *FS) removable(parent *Node, name string, dir bool) (entry, error) {
+	if parent.deleted {
+		return entry{}, unix.ENOENT
+	}
+	e, err := fs.lookupEntry(parent, name)
+	if err != nil {
+		return e, err
+	}
+	isDir := e.kind == unix.S_IFDIR
+	switch {
+	case dir && !isDir:
+		return e, unix.ENOTDIR
+	case !dir && isDir:
+		return e, unix.EISDIR
+	}
+	if isDir {
+		ents, err := fs.listMerged(parent.childRel(name), e.upper, e.lowers, true)
+		if err != nil {
+			return e, err
+		}
+		if len(ents) > 0 {
+			return e, unix.ENOTEMPTY
+		}
+	}
+	return e, nil
 }
 
 // removeUpper removes the upper object at dst (if any), leaving a

@@ -26,6 +26,14 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		return unix.EINVAL
 	}
 	exchange := flags&RenameExchange != 0
+	// Check first, as the kernel does: a rename that fails copies nothing
+	// up.
+	fs.treeMu.RLock()
+	err := fs.renameCheck(op, oname, np, nname, flags)
+	fs.treeMu.RUnlock()
+	if err != nil {
+		return err
+	}
 
 	src, _, err := fs.Lookup(op, oname)
 	if err != nil {
@@ -80,12 +88,12 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		if !dstExists || !de.upper {
 			return unix.ENOENT
 		}
-		if isDir && fs.lowerVisible(np, nname) {
+		if isDir && (merged(np) || fs.lowerVisible(np, nname)) {
 			if err := unix.Lsetxattr(srcPath, fs.xOpaque, []byte("y"), 0); err != nil {
 				return err
 			}
 		}
-		if de.kind == unix.S_IFDIR && fs.lowerVisible(op, oname) {
+		if de.kind == unix.S_IFDIR && (merged(op) || fs.lowerVisible(op, oname)) {
 			if err := unix.Lsetxattr(dstPath, fs.xOpaque, []byte("y"), 0); err != nil {
 				return err
 			}
@@ -130,7 +138,9 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		}
 	}
 	srcWhiteout := fs.lowerVisible(op, oname)
-	if isDir && (dstExists && len(de.lowers) > 0 || fs.lowerVisible(np, nname)) {
+	// A directory moved into a merged directory, or over lower entries,
+	// becomes opaque, so nothing below its new name merges into it.
+	if isDir && (merged(np) || dstExists && len(de.lowers) > 0 || fs.lowerVisible(np, nname)) {
 		if err := unix.Lsetxattr(srcPath, fs.xOpaque, []byte("y"), 0); err != nil {
 			return err
 		}
@@ -162,6 +172,60 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	}
 	if srcNode != nil {
 		fs.move(srcNode, op, oname, np, nname)
+	}
+	return nil
+}
+
+// merged reports whether directory n has both an upper and a lower part.
+// The caller holds treeMu.
+func merged(n *Node) bool { return n.upper && len(n.lowers) > 0 }
+
+// renameCheck finds the errors a rename must give before it changes
+// anything. The caller holds treeMu.
+func (fs *FS) renameCheck(op *Node, oname string, np *Node, nname string, flags uint32) error {
+	if op.deleted || np.deleted {
+		return unix.ENOENT
+	}
+	se, err := fs.lookupEntry(op, oname)
+	if err != nil {
+		return err
+	}
+	if se.kind == unix.S_IFDIR && len(se.lowers) > 0 {
+		return unix.EXDEV
+	}
+	de, derr := fs.lookupEntry(np, nname)
+	if derr != nil && derr != unix.ENOENT {
+		return derr
+	}
+	if flags&RenameExchange != 0 {
+		if derr != nil {
+			return derr
+		}
+		if de.kind == unix.S_IFDIR && len(de.lowers) > 0 {
+			return unix.EXDEV
+		}
+		return nil
+	}
+	if derr != nil {
+		return nil
+	}
+	if flags&RenameNoReplace != 0 {
+		return unix.EEXIST
+	}
+	srcDir, dstDir := se.kind == unix.S_IFDIR, de.kind == unix.S_IFDIR
+	switch {
+	case srcDir && !dstDir:
+		return unix.ENOTDIR
+	case !srcDir && dstDir:
+		return unix.EISDIR
+	case dstDir:
+		ents, err := fs.listMerged(np.childRel(nname), de.upper, de.lowers, true)
+		if err != nil {
+			return err
+		}
+		if len(ents) > 0 {
+			return unix.ENOTEMPTY
+		}
 	}
 	return nil
 }

@@ -64,10 +64,31 @@ func readlink(path string) (string, error) {
 	}
 }
 
-// private reports whether an xattr name is the overlay's own, which the
-// kernel hides from users of the mount.
-func (fs *FS) private(name string) bool {
-	return strings.HasPrefix(name, fs.xattrPrefix)
+// The overlay's own xattr namespace ("trusted.overlay." or, with
+// userxattr, "user.overlay.") is escaped as the kernel (6.7+) escapes it: a
+// name in it given through the mount is stored with "overlay." inserted
+// ("trusted.overlay.X" is stored as "trusted.overlay.overlay.X"), and the
+// real overlay metadata (opaque, origin, ...) is never shown.
+
+// realXattr returns the stored name of an xattr named through the mount.
+func (fs *FS) realXattr(name string) string {
+	if strings.HasPrefix(name, fs.xattrPrefix) {
+		return fs.xattrPrefix + "overlay." + name[len(fs.xattrPrefix):]
+	}
+	return name
+}
+
+// shownXattr returns the name a stored xattr shows as, or "" for the
+// overlay's own metadata.
+func (fs *FS) shownXattr(real string) string {
+	if !strings.HasPrefix(real, fs.xattrPrefix) {
+		return real
+	}
+	rest := real[len(fs.xattrPrefix):]
+	if strings.HasPrefix(rest, "overlay.") {
+		return fs.xattrPrefix + rest[len("overlay."):]
+	}
+	return ""
 }
 
 // readRef runs fn on the node's visible real object: its path, or the
@@ -93,9 +114,7 @@ func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 // GetXattr reads an xattr into dest and returns its size; with an empty
 // dest it returns the size only.
 func (fs *FS) GetXattr(n *Node, name string, dest []byte) (int, error) {
-	if fs.private(name) {
-		return 0, unix.EOPNOTSUPP
-	}
+	name = fs.realXattr(name)
 	var size int
 	err := fs.readRef(n, func(r realRef) error {
 		var err error
@@ -131,7 +150,7 @@ func (fs *FS) ListXattr(n *Node, dest []byte) (int, error) {
 	}
 	var b strings.Builder
 	for _, s := range names {
-		if fs.private(s) {
+		if s = fs.shownXattr(s); s == "" {
 			continue
 		}
 		b.WriteString(s)
@@ -148,7 +167,8 @@ func (fs *FS) ListXattr(n *Node, dest []byte) (int, error) {
 
 // SetXattr sets an xattr, copying the node up first.
 func (fs *FS) SetXattr(n *Node, name string, value []byte, flags int) error {
-	return fs.changeXattr(n, name, func(r realRef) error {
+	name = fs.realXattr(name)
+	return fs.changeXattr(n, func(r realRef) error {
 		if r.path != "" {
 			return unix.Lsetxattr(r.path, name, value, flags)
 		}
@@ -156,9 +176,14 @@ func (fs *FS) SetXattr(n *Node, name string, value []byte, flags int) error {
 	})
 }
 
-// RemoveXattr removes an xattr, copying the node up first.
+// RemoveXattr removes an xattr, copying the node up first, but only when
+// the object has it: like the kernel, a removal that fails copies nothing.
 func (fs *FS) RemoveXattr(n *Node, name string) error {
-	return fs.changeXattr(n, name, func(r realRef) error {
+	name = fs.realXattr(name)
+	if _, err := fs.GetXattr(n, fs.shownXattr(name), nil); err != nil {
+		return err
+	}
+	return fs.changeXattr(n, func(r realRef) error {
 		if r.path != "" {
 			return unix.Lremovexattr(r.path, name)
 		}
@@ -166,10 +191,7 @@ func (fs *FS) RemoveXattr(n *Node, name string) error {
 	})
 }
 
-func (fs *FS) changeXattr(n *Node, name string, fn func(r realRef) error) error {
-	if fs.private(name) {
-		return unix.EOPNOTSUPP
-	}
+func (fs *FS) changeXattr(n *Node, fn func(r realRef) error) error {
 	if fs.upper == nil {
 		return unix.EROFS
 	}
