@@ -41,18 +41,19 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	if parent.deleted {
 		return nil, nil, st, unix.ENOENT
 	}
-	if _, err := fs.lookupEntry(parent, name); err == nil {
+	e, err := fs.lookupEntry(parent, name)
+	if err == nil {
 		return nil, nil, st, unix.EEXIST
 	} else if err != unix.ENOENT {
 		return nil, nil, st, err
 	}
-	parentPath := fs.upper.path(parent.rel())
+	parentRel := parent.rel()
 	var pst unix.Stat_t
-	if err := unix.Lstat(parentPath, &pst); err != nil {
+	if err := fs.upper.lstat(parentRel, &pst); err != nil {
 		return nil, nil, st, err
 	}
-	dst := parentPath + "/" + name
-	overWhiteout := fs.isWhiteoutAt(dst)
+	dst := fs.upper.path(joinRel(parentRel, name))
+	overWhiteout := e.whiteout
 	target := dst
 	if overWhiteout {
 		target = fs.tmpName()
@@ -68,7 +69,6 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	}
 
 	fd := -1
-	var err error
 	switch obj.Kind {
 	case unix.S_IFREG:
 		fd, err = unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_LARGEFILE, mode)
@@ -93,8 +93,17 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		}
 		return nil, nil, st, err
 	}
-	if err := unix.Lchown(target, int(uid), int(gid)); err != nil {
-		return fail(err)
+	// The new object belongs to the daemon (its group, or the directory's
+	// in a setgid directory) until given to the caller; no chown is needed
+	// when that is already the caller's.
+	madeUID, madeGID := fs.selfUID, fs.selfGID
+	if pst.Mode&unix.S_ISGID != 0 {
+		madeGID = pst.Gid
+	}
+	if uid != madeUID || gid != madeGID {
+		if err := unix.Lchown(target, int(uid), int(gid)); err != nil {
+			return fail(err)
+		}
 	}
 	if mode&(unix.S_ISUID|unix.S_ISGID) != 0 && obj.Kind != unix.S_IFLNK {
 		if err := unix.Chmod(target, mode); err != nil { // chown cleared them
@@ -114,8 +123,13 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 			return fail(err)
 		}
 	}
-	if err := unix.Lstat(dst, &st); err != nil {
-		return nil, nil, st, err
+	if fd >= 0 {
+		err = unix.Fstat(fd, &st)
+	} else {
+		err = unix.Lstat(dst, &st)
+	}
+	if err != nil {
+		return fail(err)
 	}
 	n := &Node{fs: fs, kind: obj.Kind, upper: true, ino: fs.inos.ino(fs.upper, st.Ino)}
 	if obj.Kind != unix.S_IFDIR {

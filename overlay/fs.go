@@ -52,6 +52,8 @@ type FS struct {
 	links   map[uint64]*Node // upper inode number -> node, for hard links
 	root    *Node
 
+	selfUID, selfGID uint32 // who the daemon creates files as
+
 	tmpSeq  atomic.Uint64
 	copyUps atomic.Uint64
 
@@ -83,6 +85,7 @@ func New(cfg Config) (*FS, error) {
 		links: map[uint64]*Node{},
 		ids:   cfg.IDMap,
 	}
+	fs.selfUID, fs.selfGID = uint32(os.Geteuid()), uint32(os.Getegid())
 	fs.xattrPrefix = "trusted.overlay."
 	if cfg.UserXattr {
 		fs.xattrPrefix = "user.overlay."

@@ -47,6 +47,15 @@ func (s *stack) config() overlay.Config {
 	return overlay.Config{Lowers: s.lowers, Upper: s.upper, Work: s.work}
 }
 
+// configWithWork returns the stack's config with a fresh work directory,
+// so that a second engine can run on the same layers while the first
+// holds the work directory's lock.
+func (s *stack) configWithWork(t *testing.T) overlay.Config {
+	cfg := s.config()
+	cfg.Work = t.TempDir()
+	return cfg
+}
+
 // mount starts an engine on the stack (writable) and closes it at the
 // end of the test.
 func (s *stack) mount() *overlay.FS {
@@ -383,3 +392,28 @@ func listXattrNames(t *testing.T, fs *overlay.FS, n *overlay.Node) []string {
 }
 
 func ts(sec int64) unix.Timespec { return unix.Timespec{Sec: sec, Nsec: 123456789} }
+
+// root is the caller most tests create as.
+var caller0 = overlay.Caller{}
+
+func objFile(mode uint32) overlay.NewObject {
+	return overlay.NewObject{Kind: unix.S_IFREG, Mode: mode, Flags: unix.O_RDWR}
+}
+
+func objDir(mode uint32) overlay.NewObject {
+	return overlay.NewObject{Kind: unix.S_IFDIR, Mode: mode}
+}
+
+// mustCreate creates an object as root and releases the handle a regular
+// file comes with.
+func mustCreate(t *testing.T, fs *overlay.FS, parent *overlay.Node, name string, obj overlay.NewObject) (*overlay.Node, unix.Stat_t) {
+	t.Helper()
+	n, h, st, err := fs.Create(parent, name, obj, caller0)
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	if h != nil {
+		fs.Release(h)
+	}
+	return n, st
+}

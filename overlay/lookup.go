@@ -9,12 +9,13 @@ import (
 
 // entry is what a lookup of one name in the stack found.
 type entry struct {
-	kind    uint32 // S_IFMT
-	upper   bool
-	opaque  bool  // upper directory marked opaque
-	lowers  []int // as Node.lowers
-	st      unix.Stat_t
-	stLayer *Layer // where st came from
+	kind     uint32 // S_IFMT
+	upper    bool
+	whiteout bool  // the upper layer has a whiteout at the name
+	opaque   bool  // upper directory marked opaque
+	lowers   []int // as Node.lowers
+	st       unix.Stat_t
+	stLayer  *Layer // where st came from
 }
 
 func isWhiteout(st *unix.Stat_t) bool {
@@ -39,6 +40,7 @@ func (fs *FS) lookupEntry(parent *Node, name string) (entry, error) {
 		switch err {
 		case nil:
 			if isWhiteout(&e.st) {
+				e.whiteout = true
 				return e, unix.ENOENT
 			}
 			e.kind = e.st.Mode & unix.S_IFMT

@@ -20,15 +20,21 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 		return unix.EROFS
 	}
 	// Check first, as the kernel does: a removal that fails copies nothing
-	// up.
+	// up. (Nothing to copy when the parent is in the upper layer already.)
 	fs.treeMu.RLock()
-	_, err := fs.removable(parent, name, dir)
+	parentUp := parent.upper
+	var err error
+	if !parentUp {
+		_, err = fs.removable(parent, name, dir)
+	}
 	fs.treeMu.RUnlock()
 	if err != nil {
 		return err
 	}
-	if err := fs.copyUp(parent, -1); err != nil {
-		return err
+	if !parentUp {
+		if err := fs.copyUp(parent, -1); err != nil {
+			return err
+		}
 	}
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()

@@ -1,0 +1,256 @@
+package overlay_test
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestLookupUpperHidesLower(t *testing.T) {
+	s := newStack(t, 2)
+	build(t, s.lower(1), "f=bottom", "l->bottom-target")
+	build(t, s.lower(0), "f=middle")
+	build(t, s.upper, "f=top", "l->top-target")
+	fs := s.mount()
+
+	n, st := mustWalk(t, fs, "f")
+	if got := readAll(t, fs, n); got != "top" {
+		t.Fatalf("f reads %q, want the upper copy", got)
+	}
+	if ust := lstat(t, s.upper+"/f"); st.Ino != ust.Ino || st.Size != 3 {
+		t.Fatalf("f: ino %d size %d, want the upper file's ino %d size 3", st.Ino, st.Size, ust.Ino)
+	}
+	l, _ := mustWalk(t, fs, "l")
+	if target, err := fs.Readlink(l); err != nil || target != "top-target" {
+		t.Fatalf("Readlink = %q, %v; want top-target", target, err)
+	}
+
+	// Without the upper copy, the top-most lower wins.
+	if err := unix.Unlink(s.upper + "/f"); err != nil {
+		t.Fatal(err)
+	}
+	fs2 := mountCfg(t, s.configWithWork(t))
+	n2, _ := mustWalk(t, fs2, "f")
+	if got := readAll(t, fs2, n2); got != "middle" {
+		t.Fatalf("f reads %q, want the top-most lower copy", got)
+	}
+}
+
+func TestLookupNonDirHidesEverythingBelow(t *testing.T) {
+	s := newStack(t, 2)
+	build(t, s.lower(1), "x/child=c", "y/child=c", "z=file-in-lower1")
+	build(t, s.lower(0), "x=file", "z/a=a")
+	build(t, s.upper, "y=upper-file")
+	fs := s.mount()
+
+	for _, name := range []string{"x", "y"} {
+		n, st := mustWalk(t, fs, name)
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || n.IsDir() {
+			t.Fatalf("%s: mode %o, want a regular file hiding the lower directory", name, st.Mode)
+		}
+		if _, _, err := fs.Lookup(n, "child"); err == nil {
+			t.Fatalf("%s/child found through a file", name)
+		}
+	}
+	// A lower directory over a lower file: the file below is hidden.
+	z, st := mustWalk(t, fs, "z")
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Fatalf("z: mode %o, want the directory of lower0", st.Mode)
+	}
+	wantNames(t, "z", listDir(t, fs, z), "a")
+}
+
+func TestLookupDirsMergeDown(t *testing.T) {
+	s := newStack(t, 3)
+	build(t, s.lower(2), "d/c=c", "d/shared=2")
+	build(t, s.lower(1), "d/b=b", "d/shared=1")
+	build(t, s.lower(0), "d/a=a")
+	build(t, s.upper, "d/u=u")
+	fs := s.mount()
+
+	d, st := mustWalk(t, fs, "d")
+	if st.Nlink != 1 {
+		t.Errorf("merged directory nlink %d, want 1 as the kernel reports", st.Nlink)
+	}
+	wantNames(t, "d", listDir(t, fs, d), "a", "b", "c", "shared", "u")
+	for _, c := range []struct{ name, want string }{{"a", "a"}, {"b", "b"}, {"c", "c"}, {"u", "u"}, {"shared", "1"}} {
+		n, _, err := fs.Lookup(d, c.name)
+		if err != nil {
+			t.Fatalf("d/%s: %v", c.name, err)
+		}
+		if got := readAll(t, fs, n); got != c.want {
+			t.Fatalf("d/%s reads %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestLookupOpaqueStopsMerge(t *testing.T) {
+	s := newStack(t, 3)
+	build(t, s.lower(2), "up/c=c", "lo/c=c", "oci/c=c")
+	build(t, s.lower(1), "up/b=b", "lo/b=b", "oci/b=b", "oci/.wh..wh..opq=")
+	build(t, s.lower(0), "up/a=a", "lo/*", "lo/a=a", "oci/a=a")
+	build(t, s.upper, "up/*", "up/u=u")
+	fs := s.mount()
+
+	cases := []struct {
+		dir  string
+		want []string
+	}{
+		{"up", []string{"u"}},       // opaque upper directory
+		{"lo", []string{"a"}},       // opaque lower directory (xattr)
+		{"oci", []string{"a", "b"}}, // OCI opaque marker in lower1
+	}
+	for _, c := range cases {
+		d, _ := mustWalk(t, fs, c.dir)
+		wantNames(t, c.dir, listDir(t, fs, d), c.want...)
+		for _, hidden := range []string{"a", "b", "c"} {
+			visible := false
+			for _, w := range c.want {
+				visible = visible || w == hidden
+			}
+			_, _, err := fs.Lookup(d, hidden)
+			if visible {
+				wantErrno(t, c.dir+"/"+hidden, err, 0)
+			} else {
+				wantErrno(t, c.dir+"/"+hidden, err, unix.ENOENT)
+			}
+		}
+		_, _, err := fs.Lookup(d, ".wh..wh..opq")
+		wantErrno(t, c.dir+"/.wh..wh..opq", err, unix.ENOENT)
+	}
+}
+
+func TestLookupKernelWhiteouts(t *testing.T) {
+	s := newStack(t, 3)
+	build(t, s.lower(2), "g=g", "d/c=c", "e/x=x")
+	build(t, s.lower(1), "!g", "!d", "e/y=y")
+	build(t, s.lower(0), "f=f", "d/a=a", "e/z=z")
+	build(t, s.upper, "!f", "!e")
+	fs := s.mount()
+	root := fs.Root()
+
+	for _, name := range []string{"f", "g", "e"} {
+		_, _, err := fs.Lookup(root, name)
+		wantErrno(t, "lookup "+name, err, unix.ENOENT)
+	}
+	d, _ := mustWalk(t, fs, "d")
+	wantNames(t, "d (merge stops at the whiteout in lower1)", listDir(t, fs, d), "a")
+	_, _, err := fs.Lookup(d, "c")
+	wantErrno(t, "d/c", err, unix.ENOENT)
+	wantNames(t, "root", listDir(t, fs, root), "d")
+}
+
+func TestLookupOCIWhiteouts(t *testing.T) {
+	s := newStack(t, 3)
+	build(t, s.lower(2), "f=f", "d/x=x", "d/keep=k", "gone/in=in")
+	build(t, s.lower(1), "d/y=y")
+	build(t, s.lower(0), ".wh.f=", ".wh.gone=", "d/.wh.x=", "d/.wh.y=", "d/z=z")
+	fs := s.mount()
+	root := fs.Root()
+
+	check := func(when string) {
+		t.Helper()
+		for _, name := range []string{"f", "gone", ".wh.f", ".wh.gone"} {
+			_, _, err := fs.Lookup(root, name)
+			wantErrno(t, when+": lookup "+name, err, unix.ENOENT)
+		}
+		d, _ := mustWalk(t, fs, "d")
+		for _, name := range []string{"x", "y", ".wh.x", ".wh.y"} {
+			_, _, err := fs.Lookup(d, name)
+			wantErrno(t, when+": lookup d/"+name, err, unix.ENOENT)
+		}
+		for _, name := range []string{"z", "keep"} {
+			_, _, err := fs.Lookup(d, name)
+			wantErrno(t, when+": lookup d/"+name, err, 0)
+		}
+	}
+	check("before any listing")
+	wantNames(t, "root", listDir(t, fs, root), "d")
+	d, _ := mustWalk(t, fs, "d")
+	wantNames(t, "d", listDir(t, fs, d), "keep", "z")
+	// Listings may teach the engine which layers hold markers: lookups
+	// after them must hide the same names.
+	check("after listing")
+
+	// Same on a read-only overlay.
+	ro := s.mountRO()
+	wantNames(t, "ro root", listDir(t, ro, ro.Root()), "d")
+	rd, _ := mustWalk(t, ro, "d")
+	wantNames(t, "ro d", listDir(t, ro, rd), "keep", "z")
+	_, _, err := ro.Lookup(rd, "x")
+	wantErrno(t, "ro d/x", err, unix.ENOENT)
+}
+
+func TestLookupNameTooLong(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/")
+	fs := s.mount()
+	_, _, err := fs.Lookup(fs.Root(), strings.Repeat("n", 256))
+	wantErrno(t, "lookup of a 256-byte name", err, unix.ENAMETOOLONG)
+	_, _, err = fs.Lookup(fs.Root(), strings.Repeat("n", 255))
+	wantErrno(t, "lookup of a 255-byte name", err, unix.ENOENT)
+	d, _ := mustWalk(t, fs, "d")
+	_, _, err = fs.Lookup(d, strings.Repeat(".wh.", 64))
+	wantErrno(t, "lookup of a 256-byte .wh. name", err, unix.ENAMETOOLONG)
+}
+
+func TestLookupInDeletedDir(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "lowerdir/", "keep=")
+	build(t, s.upper, "upperdir/")
+	fs := s.mount()
+	for _, name := range []string{"upperdir", "lowerdir"} {
+		d, _ := mustWalk(t, fs, name)
+		wantErrno(t, "rmdir "+name, fs.Rmdir(fs.Root(), name), 0)
+		_, _, err := fs.Lookup(d, "anything")
+		wantErrno(t, "lookup in removed "+name, err, unix.ENOENT)
+		_, _, err = fs.Lookup(fs.Root(), name)
+		wantErrno(t, "lookup of removed "+name, err, unix.ENOENT)
+		// Reading the removed directory gives nothing.
+		if m := listDir(t, fs, d); len(m) != 0 {
+			t.Fatalf("removed %s lists %v", name, names(m))
+		}
+	}
+}
+
+func TestLookupSameNodeAndForget(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=x")
+	fs := s.mount()
+	base := fs.Stats().Nodes
+	d1, _ := mustWalk(t, fs, "d")
+	f1, st1, err := fs.Lookup(d1, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := mustWalk(t, fs, "d")
+	f2, st2, _ := fs.Lookup(d2, "f")
+	if d1 != d2 || f1 != f2 {
+		t.Fatalf("two lookups of one name gave different nodes")
+	}
+	if st1.Ino != st2.Ino || st1.Ino != f1.Ino() {
+		t.Fatalf("inode numbers differ: %d %d %d", st1.Ino, st2.Ino, f1.Ino())
+	}
+	if fs.Node(f1.ID()) != f1 {
+		t.Fatalf("Node(ID) does not find the node")
+	}
+	if got := fs.Stats().Nodes; got != base+2 {
+		t.Fatalf("Stats().Nodes = %d, want %d", got, base+2)
+	}
+	fs.Forget(f1, 2)
+	fs.Forget(d1, 2)
+	if got := fs.Stats().Nodes; got != base {
+		t.Fatalf("after forgetting everything Stats().Nodes = %d, want %d", got, base)
+	}
+	if fs.Node(f1.ID()) != nil {
+		t.Fatalf("forgotten node still in the table")
+	}
+	f3, st3 := mustWalk(t, fs, "d/f")
+	if st3.Ino != st1.Ino {
+		t.Fatalf("inode number changed across forget: %d -> %d", st1.Ino, st3.Ino)
+	}
+	if f3.ID() == f1.ID() {
+		t.Fatalf("a forgotten node's ID was reused")
+	}
+}
