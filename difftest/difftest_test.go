@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,5 +150,32 @@ func TestLayerFormats(t *testing.T) {
 				t.Fatalf("seed %d layer %d: %v", seed, i, d)
 			}
 		}
+	}
+}
+
+// TestDifferencesDocumented checks that DIFFERENCES.md has a section for
+// every entry of Differences, and no other.
+func TestDifferencesDocumented(t *testing.T) {
+	data, err := os.ReadFile("DIFFERENCES.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sections := map[string]bool{}
+	for _, l := range strings.Split(string(data), "\n") {
+		if id, ok := strings.CutPrefix(l, "## "); ok {
+			sections[id] = true
+		}
+	}
+	for _, d := range Differences {
+		if !sections[d.ID] {
+			t.Errorf("DIFFERENCES.md has no section %q", d.ID)
+		}
+		delete(sections, d.ID)
+		if d.Kernel == "" || d.Strata == "" || d.Why == "" || d.Handling == "" {
+			t.Errorf("difference %q is not fully described", d.ID)
+		}
+	}
+	for id := range sections {
+		t.Errorf("DIFFERENCES.md section %q is not in Differences", id)
 	}
 }

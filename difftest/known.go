@@ -1,10 +1,6 @@
 package difftest
 
-import (
-	"strings"
-
-	"golang.org/x/sys/unix"
-)
+import "strings"
 
 // KnownBug is a reported, not yet fixed Strata bug. Random runs leave its
 // differences out, or end a sequence when it shows, so that they go on
@@ -28,46 +24,13 @@ type KnownBug struct {
 // KnownBugs is the list; remove an entry when the bug is fixed.
 var KnownBugs = []KnownBug{
 	{
-		ID: "dirent-ino-after-forget",
-		Summary: "readdir's d_ino of a copied-up object is its upper inode number once the kernel has forgotten " +
-			"the node (memory pressure, drop_caches, remount), while stat reports the number kept from the lower layer",
-		Line: func(l string) bool { return strings.HasPrefix(diffSide(l, ": readdir d_ino "), "strata") },
-	},
-	{
-		ID:      "mknod-whiteout",
-		Summary: "mknod of a character device 0/0 succeeds and writes a whiteout into the upper layer; the kernel refuses it with EPERM",
-		Match: func(f *Failure) bool {
-			return f.Kind == "errno" && f.Op.Kind == OpMknod && f.Op.Mode&unix.S_IFMT == unix.S_IFCHR && f.Op.Dev == 0
-		},
-	},
-	{
-		ID: "escaped-overlay-xattrs",
-		Summary: "trusted.overlay.* xattrs set through the mount are refused with EOPNOTSUPP; the kernel (6.7+) accepts them " +
-			"and stores them escaped as trusted.overlay.overlay.*",
-		Match: func(f *Failure) bool {
-			return f.Kind == "errno" && (f.Op.Kind == OpSetxattr || f.Op.Kind == OpRemovexattr) &&
-				strings.HasPrefix(f.Op.Name, "trusted.overlay.")
-		},
-	},
-	{
-		ID: "rename-dir-opaque",
-		Summary: "a directory that exists only in the upper layer and is renamed into a merged directory is not made " +
-			"opaque unless a lower layer shows the new name; the kernel always makes it opaque",
-		Line: func(l string) bool {
-			return strings.HasSuffix(l, "'s upper has dir, kernel's upper has opaque dir") ||
-				strings.HasSuffix(l, "'s upper has opaque dir, kernel's upper has dir")
-		},
-	},
-	{
-		ID:      "removexattr-copyup",
-		Summary: "removexattr of an xattr that a lower object does not have copies the object up before failing with ENODATA; the kernel checks the lower object first and copies nothing",
+		ID: "copyup-stale-nlink",
+		Summary: "opening a hard-linked lower file for writing copies it up (nlink drops to 1) without refreshing the " +
+			"kernel's cached attributes: stat keeps showing the lower nlink until they expire",
 		Trigger: func(op Op, rs, rk Result) bool {
-			return op.Kind == OpRemovexattr && rs.Errno == unix.ENODATA
+			return rs.Errno == 0 && (op.Kind == OpOpenClose || op.Kind == OpOpen || op.Kind == OpWrite && op.Len == 0)
 		},
-		TaintedLine: func(l string) bool {
-			return strings.Contains(l, ": only in strata's upper") || strings.Contains(l, ": only in kernel's upper") ||
-				strings.Contains(l, ": nlink: ")
-		},
+		TaintedLine: func(l string) bool { return strings.Contains(l, ": nlink: ") },
 	},
 }
 

@@ -85,6 +85,9 @@ type Op struct {
 	Value    string
 	Flags    int
 	Slot     int
+	// As, when not 0, is the user (and group) that performs a path
+	// operation, in a helper process with no supplementary groups.
+	As int
 }
 
 // String is a one-line description for logs.
@@ -131,6 +134,9 @@ func (o Op) String() string {
 	}
 	if o.Flags != 0 {
 		add("flags=%#x", o.Flags)
+	}
+	if o.As != 0 {
+		add("as=%d", o.As)
 	}
 	return b.String()
 }
@@ -202,6 +208,9 @@ func (o Op) GoString() string {
 	}
 	if o.Slot != 0 {
 		add("Slot: %d", o.Slot)
+	}
+	if o.As != 0 {
+		add("As: %d", o.As)
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
@@ -553,6 +562,9 @@ func (g *OpGen) Next() Op {
 		o.Slot = r.IntN(NSlots)
 		o.Off = truncSizes[r.IntN(len(truncSizes))]
 	}
+	if o.Kind <= OpRemovexattr && r.IntN(100) < 15 {
+		o.As = []int{1000, 12345}[r.IntN(2)]
+	}
 	return o
 }
 
@@ -688,8 +700,15 @@ func timespec(t int64) unix.Timespec {
 	return unix.NsecToTimespec(t)
 }
 
+// RunAs performs a path operation as another user. The tests set it to
+// run a helper process; without it operations run as the caller.
+var RunAs func(root string, o Op) Result
+
 // Apply performs op on the side's mount.
 func (s *Side) Apply(o Op) Result {
+	if o.As != 0 && o.Kind <= OpRemovexattr && RunAs != nil {
+		return RunAs(s.Root, o)
+	}
 	p := s.abs(o.Path)
 	var err error
 	switch o.Kind {

@@ -113,7 +113,10 @@ type Runner struct {
 	// ShowKnown reports the differences of known bugs too (they are
 	// left out of comparisons otherwise): STRATA_DIFF_KNOWN=1.
 	ShowKnown bool
-	trial     int
+	// Keep leaves the directories of failing runs in place (and logs
+	// where): STRATA_DIFF_KEEP=1.
+	Keep  bool
+	trial int
 }
 
 // filter leaves out the difference lines of known bugs.
@@ -135,6 +138,16 @@ func (s *session) filter(d []string) []string {
 func NewRunner(t testing.TB) *Runner {
 	mounttest.Require(t)
 	r := &Runner{T: t, Dir: t.TempDir(), Every: envInt("STRATA_DIFF_EVERY", 1), OpTimeout: time.Minute}
+	if os.Getenv("STRATA_DIFF_KEEP") != "" {
+		dir, err := os.MkdirTemp("", "difftest-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Dir, r.Keep = dir, true
+	}
+	// Operations as other users (Op.As) must reach the mount points.
+	os.Chmod(r.Dir, 0755)
+	os.Chmod(filepath.Dir(r.Dir), 0755)
 	r.ShowKnown = os.Getenv("STRATA_DIFF_KNOWN") == "1"
 	if os.Getenv("STRATA_DIFF_VERBOSE") != "" {
 		r.Logf = t.Logf
@@ -282,7 +295,7 @@ func (s *session) setupFailure(err error) *Failure {
 }
 
 // Run runs the case and returns its first difference, or nil.
-func (r *Runner) Run(c *Case) *Failure {
+func (r *Runner) Run(c *Case) (f *Failure) {
 	r.trial++
 	s := &session{r: r, c: c, base: filepath.Join(r.Dir, fmt.Sprintf("t%d", r.trial)), taints: map[string]bool{}}
 	defer func() {
@@ -293,7 +306,9 @@ func (r *Runner) Run(c *Case) *Failure {
 		for _, m := range s.mounts {
 			hung = hung || m.hung
 		}
-		if !hung {
+		if f != nil && r.Keep {
+			r.T.Logf("run %d (%v) kept in %s", r.trial, f.Signature(), s.base)
+		} else if !hung {
 			os.RemoveAll(s.base)
 		}
 	}()
@@ -479,6 +494,9 @@ func (s *session) runOps(phase string, ops []Op, ms, mk *mount) (Tree, Tree, *Fa
 		if s.r.Logf != nil {
 			s.r.Logf("%s %d: %s: strata %v, kernel %v", phase, i, op, rs, rk)
 		}
+		if strings.HasPrefix(rs.Data, "helper:") || strings.HasPrefix(rk.Data, "helper:") {
+			return nil, nil, s.setupFailure(fmt.Errorf("%s: %v / %v", op, rs, rk))
+		}
 		for _, b := range KnownBugs {
 			if b.Trigger != nil && b.Trigger(*op, rs, rk) {
 				s.taints[b.ID] = true
@@ -515,7 +533,7 @@ func (s *session) endChecks(phase string, ms, mk *mount, strataUpper, kernelUppe
 	}
 	for _, x := range []struct {
 		upper, name, kind string
-		want            Tree
+		want              Tree
 	}{
 		{strataUpper, "strata", "kernel-reads-strata", fS},
 		{kernelUpper, "kernel", "kernel-reads-kernel", fK},

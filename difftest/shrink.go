@@ -190,20 +190,29 @@ func (s *LayerSpec) Keep(idx []int) *LayerSpec {
 	sort.SliceStable(sorted, func(i, j int) bool {
 		return depth(s.Entries[sorted[i]].Path) < depth(s.Entries[sorted[j]].Path)
 	})
+	var links []Entry
 	for _, i := range sorted {
 		e := s.Entries[i]
-		key := func(p string) [2]string { return [2]string{strconv.Itoa(e.Layer), p} }
-		if par := parentOf(e.Path); par != "" && kept[key(par)] != KDir {
+		if par := parentOf(e.Path); par != "" && kept[layerKey(e.Layer, par)] != KDir {
 			continue
 		}
-		if e.Kind == KHardlink && kept[key(e.Target)] != KFile {
+		kept[layerKey(e.Layer, e.Path)] = e.Kind
+		if e.Kind == KHardlink {
+			links = append(links, e)
 			continue
 		}
-		kept[key(e.Path)] = e.Kind
 		out.Entries = append(out.Entries, e)
+	}
+	// Hard links last: their targets may be deeper.
+	for _, e := range links {
+		if kept[layerKey(e.Layer, e.Target)] == KFile {
+			out.Entries = append(out.Entries, e)
+		}
 	}
 	return out
 }
+
+func layerKey(layer int, p string) [2]string { return [2]string{strconv.Itoa(layer), p} }
 
 // GoString prints the case as a Go literal for the table in
 // regress_test.go.
