@@ -25,12 +25,25 @@ type KnownBug struct {
 var KnownBugs = []KnownBug{
 	{
 		ID: "copyup-stale-nlink",
-		Summary: "opening a hard-linked lower file for writing copies it up (nlink drops to 1) without refreshing the " +
-			"kernel's cached attributes: stat keeps showing the lower nlink until they expire",
+		Summary: "opening a hard-linked lower file for writing, or a failing setxattr on it, copies it up (nlink drops " +
+			"to 1) without refreshing the kernel's cached attributes: stat keeps showing the lower nlink until they expire",
 		Trigger: func(op Op, rs, rk Result) bool {
-			return rs.Errno == 0 && (op.Kind == OpOpenClose || op.Kind == OpOpen || op.Kind == OpWrite && op.Len == 0)
+			return rs.Errno == 0 && (op.Kind == OpOpenClose || op.Kind == OpOpen || op.Kind == OpWrite && op.Len == 0) ||
+				rs.Errno != 0 && (op.Kind == OpSetxattr || op.Kind == OpRemovexattr)
 		},
 		TaintedLine: func(l string) bool { return strings.Contains(l, ": nlink: ") },
+	},
+	{
+		ID: "setgid-create-over-whiteout",
+		Summary: "an object created over a whiteout in a setgid directory gets the daemon's group instead of the " +
+			"directory's (since 02d8804: it is made in the work directory, which is not setgid, and the chown is skipped)",
+		Match: func(f *Failure) bool {
+			switch f.Op.Kind {
+			case OpMkdir, OpMknod, OpWrite, OpOpenClose, OpSymlink:
+				return f.Kind == "tree" && len(f.Diffs) > 0 && strings.Contains(f.Diffs[0], ": owner: ")
+			}
+			return false
+		},
 	},
 }
 

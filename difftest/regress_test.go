@@ -104,6 +104,54 @@ var regressions = []Case{
 			{Kind: OpOpenClose, Path: "f", Flags: unix.O_WRONLY},
 		},
 	},
+	{
+		Name:     "copyup-stale-nlink-setxattr",
+		KnownBug: "a failing setxattr(XATTR_REPLACE) copies a hard-linked lower file up, but stat keeps the cached nlink 2 (the kernel says 1)",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 3, Fill: 1},
+			{Layer: 0, Path: "g", Kind: KHardlink, Target: "f"},
+		}},
+		Ops: []Op{
+			{Kind: OpUnlink, Path: "absent"},
+			{Kind: OpSetxattr, Path: "f", Name: "user.a", Value: "1", Flags: unix.XATTR_REPLACE},
+		},
+	},
+	{
+		Name:     "setgid-mkdir-over-whiteout",
+		KnownBug: "mkdir over a whiteout in a setgid directory: the new directory's group is 0, the kernel gives it the directory's group",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "s", Kind: KDir, Mode: 02755, GID: 1000, Mtime: plainTime},
+			{Layer: 0, Path: "s/x", Kind: KFile, Mode: 0644, Mtime: plainTime},
+		}},
+		Ops: []Op{
+			{Kind: OpUnlink, Path: "s/x"},
+			{Kind: OpMkdir, Path: "s/x", Mode: 0755},
+		},
+	},
+	{
+		Name:     "setgid-create-over-whiteout",
+		KnownBug: "creat over a whiteout in a setgid directory: the new file's group is 0, the kernel gives it the directory's group",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "s", Kind: KDir, Mode: 02755, GID: 1000, Mtime: plainTime},
+			{Layer: 0, Path: "s/x", Kind: KFile, Mode: 0644, Mtime: plainTime},
+		}},
+		Ops: []Op{
+			{Kind: OpUnlink, Path: "s/x"},
+			{Kind: OpWrite, Path: "s/x", Mode: 0644},
+		},
+	},
+	{
+		Name: "setgid-mkdir",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "s", Kind: KDir, Mode: 02755, GID: 1000, Mtime: plainTime},
+		}},
+		Ops: []Op{
+			{Kind: OpMkdir, Path: "s/d", Mode: 0755},
+			{Kind: OpWrite, Path: "s/f", Mode: 0644, Len: 1, Fill: 1},
+			{Kind: OpMkdir, Path: "s/u", Mode: 0755, As: 1000},
+			{Kind: OpWrite, Path: "s/d/g", Mode: 02755, As: 12345},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {
