@@ -517,3 +517,40 @@ func TestCopyUpOpaqueLowerDir(t *testing.T) {
 		wantNames(t, name+" in a new engine", listDir(t, fs2, d2), "a", "new")
 	}
 }
+
+// TestCopyUpAtomic: the upper layer never shows a partial copy: at the
+// last step before a copy-up links its object in, the upper layer does
+// not have it, and the object is complete in the work directory.
+func TestCopyUpAtomic(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "a/b/f="+strings.Repeat("z", 100000), "a/b/l->x")
+	fs := s.mount()
+	var order []string
+	fs.Hooks.CopyUpBeforeLink = func(rel string) {
+		order = append(order, rel)
+		if exists(s.upper + "/" + rel) {
+			t.Errorf("%s is in the upper layer before its copy-up links it in", rel)
+		}
+		if rel == "a/b/f" {
+			if sizes := workFiles(t, s.work); len(sizes) == 1 && sizes[0] != 100000 {
+				t.Errorf("the copy holds %d bytes before it is linked in", sizes[0])
+			}
+		}
+	}
+	f, _ := mustWalk(t, fs, "a/b/f")
+	writeFile(t, fs, f, "Z", 0)
+	l, _ := mustWalk(t, fs, "a/b/l")
+	if _, err := fs.Setattr(l, &overlay.SetAttr{Valid: overlay.SetMtime, Mtime: ts(1e9)}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(order, " ") != "a a/b a/b/f a/b/l" {
+		t.Fatalf("copy-up order %q, want parents first", order)
+	}
+	if got := fileContent(t, s.upper+"/a/b/f"); len(got) != 100000 || got[0] != 'Z' || got[1] != 'z' {
+		t.Fatalf("upper a/b/f: %d bytes", len(got))
+	}
+	if target, _ := os.Readlink(s.upper + "/a/b/l"); target != "x" {
+		t.Fatalf("upper a/b/l -> %q", target)
+	}
+	wantWorkEmpty(t, s)
+}

@@ -417,3 +417,5 @@ func mustCreate(t *testing.T, fs *overlay.FS, parent *overlay.Node, name string,
 	}
 	return n, st
 }
+
+var overlaySetMode0600 = overlay.SetAttr{Valid: overlay.SetMode, Mode: 0600}

@@ -254,3 +254,34 @@ func TestLookupSameNodeAndForget(t *testing.T) {
 		t.Fatalf("a forgotten node's ID was reused")
 	}
 }
+
+// TestOCIHiddenNamesReused: names hidden by OCI markers can be created;
+// removing them again leaves no kernel whiteout (nothing below shows),
+// and a new directory over an OCI-hidden one does not merge with it.
+func TestOCIHiddenNamesReused(t *testing.T) {
+	s := newStack(t, 2)
+	build(t, s.lower(1), "d/x=old", "dd/old=")
+	build(t, s.lower(0), "d/.wh.x=", "d/y=", ".wh.dd=")
+	fs := s.mount()
+	d, _ := mustWalk(t, fs, "d")
+	wantNames(t, "d", listDir(t, fs, d), "y")
+	n, _ := mustCreate(t, fs, d, "x", objFile(0644))
+	writeFile(t, fs, n, "new", 0)
+	if got := readAll(t, fs, n); got != "new" {
+		t.Fatalf("new x reads %q", got)
+	}
+	wantNames(t, "d", listDir(t, fs, d), "x", "y")
+	wantErrno(t, "unlink x", fs.Unlink(d, "x"), 0)
+	_, _, err := fs.Lookup(d, "x")
+	wantErrno(t, "lookup x after unlink", err, unix.ENOENT)
+	wantNames(t, "d after unlink", listDir(t, fs, d), "y")
+
+	dd, _ := mustCreate(t, fs, fs.Root(), "dd", objDir(0755))
+	wantNames(t, "new dd", listDir(t, fs, dd))
+	_, _, err = fs.Lookup(dd, "old")
+	wantErrno(t, "lookup dd/old", err, unix.ENOENT)
+	wantNames(t, "root", listDir(t, fs, fs.Root()), "d", "dd")
+	wantErrno(t, "rmdir dd", fs.Rmdir(fs.Root(), "dd"), 0)
+	wantNames(t, "root after rmdir", listDir(t, fs, fs.Root()), "d")
+	wantWorkEmpty(t, s)
+}

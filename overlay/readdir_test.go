@@ -187,30 +187,35 @@ func TestReadDirLarge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("large directory")
 	}
-	const lowerN, upperN, overlap, whiteouts = 60000, 51000, 10000, 1000
+	// lower: n0..n54999; upper: n50000..n100499 (5000 names in both) and
+	// whiteouts for n0..n499: 100000 visible names.
+	const lowerN, upperN, overlap, whiteouts = 55000, 50500, 5000, 500
 	s := newStack(t, 1)
 	ld, ud := s.lower(0)+"/big", s.upper+"/big"
+	mknods := func(dir string, from, to int, mode uint32) error {
+		for i := from; i < to; i++ {
+			if err := unix.Mknod(fmt.Sprintf("%s/n%d", dir, i), mode, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for _, p := range []string{ld, ud} {
 		if err := unix.Mkdir(p, 0755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// lower: n0..n59999; upper: n50000..n99999 (10000 shared) and
-	// whiteouts for n0..n999.
-	for i := 0; i < lowerN; i++ {
-		if err := unix.Mknod(fmt.Sprintf("%s/n%d", ld, i), unix.S_IFREG|0644, 0); err != nil {
-			t.Fatal(err)
-		}
+	errc := make(chan error, 1)
+	go func() { errc <- mknods(ld, 0, lowerN, unix.S_IFREG|0644) }()
+	err := mknods(ud, lowerN-overlap, lowerN-overlap+upperN, unix.S_IFREG|0644)
+	if err2 := <-errc; err == nil {
+		err = err2
 	}
-	for i := lowerN - overlap; i < lowerN-overlap+upperN; i++ {
-		if err := unix.Mknod(fmt.Sprintf("%s/n%d", ud, i), unix.S_IFREG|0644, 0); err != nil {
-			t.Fatal(err)
-		}
+	if err == nil {
+		err = mknods(ud, 0, whiteouts, unix.S_IFCHR)
 	}
-	for i := 0; i < whiteouts; i++ {
-		if err := unix.Mknod(fmt.Sprintf("%s/n%d", ud, i), unix.S_IFCHR, 0); err != nil {
-			t.Fatal(err)
-		}
+	if err != nil {
+		t.Fatal(err)
 	}
 	fs := s.mount()
 	d, _ := mustWalk(t, fs, "big")
@@ -222,7 +227,7 @@ func TestReadDirLarge(t *testing.T) {
 	}
 	took := time.Since(start)
 	want := lowerN - overlap + upperN - whiteouts
-	if len(ents) != want {
+	if want != 100000 || len(ents) != want {
 		t.Fatalf("listing has %d entries, want %d", len(ents), want)
 	}
 	seen := make(map[string]bool, len(ents))
