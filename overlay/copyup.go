@@ -66,7 +66,8 @@ func (fs *FS) copyUpLocked(n *Node, limit int64) error {
 // copyUpFile copies a regular file into an anonymous file in the work
 // directory and links it into place.
 func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) error {
-	sfd, err := unix.Open(srcPath, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_LARGEFILE, 0)
+	// O_NOATIME: reading the lower file must not change it.
+	sfd, err := unix.Open(srcPath, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_LARGEFILE|unix.O_NOATIME, 0)
 	if err != nil {
 		return err
 	}
@@ -247,9 +248,6 @@ type realRef struct {
 // copyMeta gives dst the xattrs, owner, mode and times of src (whose
 // stat is st) and records the overlay inode number.
 func (fs *FS) copyMeta(st *unix.Stat_t, srcPath string, dst realRef, ino uint64) error {
-	if err := fs.copyXattrs(srcPath, dst); err != nil {
-		return err
-	}
 	kind := st.Mode & unix.S_IFMT
 	var err error
 	if dst.path == "" {
@@ -270,6 +268,10 @@ func (fs *FS) copyMeta(st *unix.Stat_t, srcPath string, dst realRef, ino uint64)
 		if err != nil {
 			return err
 		}
+	}
+	// Xattrs after chown, which drops security.capability.
+	if err := fs.copyXattrs(srcPath, dst); err != nil {
+		return err
 	}
 	fs.setXattr(dst, fs.xOrigin, fs.originValue(ino)) // best effort: the number is a nicety
 	ts := [2]unix.Timespec{st.Atim, st.Mtim}

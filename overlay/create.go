@@ -52,11 +52,16 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	if err := fs.upper.lstat(parentRel, &pst); err != nil {
 		return nil, nil, st, err
 	}
-	dst := fs.upper.path(joinRel(parentRel, name))
+	dstRel := joinRel(parentRel, name)
+	dst := fs.upper.path(dstRel)
 	overWhiteout := e.whiteout
+	// Create at the name through the upper root's descriptor (no path walk
+	// through /proc), or in the work directory to replace a whiteout.
+	dirfd, targetRel := fs.upper.fd, dstRel
 	target := dst
 	if overWhiteout {
 		target = fs.tmpName()
+		dirfd, targetRel = unix.AT_FDCWD, target
 	}
 
 	uid, gid := fs.ids.toLayer(c.UID, c.GID)
@@ -71,13 +76,13 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	fd := -1
 	switch obj.Kind {
 	case unix.S_IFREG:
-		fd, err = unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_LARGEFILE, mode)
+		fd, err = unix.Openat(dirfd, targetRel, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_LARGEFILE, mode)
 	case unix.S_IFDIR:
-		err = unix.Mkdir(target, mode)
+		err = unix.Mkdirat(dirfd, targetRel, mode)
 	case unix.S_IFLNK:
-		err = unix.Symlink(obj.Target, target)
+		err = unix.Symlinkat(obj.Target, dirfd, targetRel)
 	default:
-		err = unix.Mknod(target, obj.Kind|mode, int(obj.Rdev))
+		err = unix.Mknodat(dirfd, targetRel, obj.Kind|mode, int(obj.Rdev))
 	}
 	if err != nil {
 		return nil, nil, st, err
@@ -97,11 +102,11 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	// in a setgid directory) until given to the caller; no chown is needed
 	// when that is already the caller's.
 	madeUID, madeGID := fs.selfUID, fs.selfGID
-	if pst.Mode&unix.S_ISGID != 0 {
+	if pst.Mode&unix.S_ISGID != 0 && !overWhiteout { // the work directory is not setgid
 		madeGID = pst.Gid
 	}
 	if uid != madeUID || gid != madeGID {
-		if err := unix.Lchown(target, int(uid), int(gid)); err != nil {
+		if err := unix.Fchownat(dirfd, targetRel, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fail(err)
 		}
 	}
@@ -126,7 +131,7 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	if fd >= 0 {
 		err = unix.Fstat(fd, &st)
 	} else {
-		err = unix.Lstat(dst, &st)
+		err = fs.upper.lstat(dstRel, &st)
 	}
 	if err != nil {
 		return fail(err)

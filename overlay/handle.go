@@ -96,7 +96,11 @@ func (fs *FS) ensureBacking(n *Node, write bool) error {
 		if l == nil {
 			return unix.ENOENT
 		}
-		fd, err = l.open(n.rel(), mode|unix.O_NOFOLLOW|unix.O_LARGEFILE, 0)
+		flags := mode | unix.O_NOFOLLOW | unix.O_LARGEFILE
+		if !l.Upper {
+			flags |= unix.O_NOATIME // as the kernel opens real files: lower layers stay untouched
+		}
+		fd, err = l.open(n.rel(), flags, 0)
 	}
 	if err != nil {
 		return err

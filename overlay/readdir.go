@@ -113,7 +113,16 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 			if e.dtype == unix.DT_CHR && fs.isWhiteoutAt(p+"/"+e.name) {
 				continue
 			}
-			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: fs.inos.ino(fs.upper, e.ino)})
+			ino := fs.inos.ino(fs.upper, e.ino)
+			if len(lowers) > 0 && !firstOnly {
+				// In a merged directory an upper entry may be a copy-up,
+				// which keeps its lower inode number (as the kernel
+				// reports it in merged directories).
+				if o, ok := fs.readOrigin(p + "/" + e.name); ok {
+					ino = o
+				}
+			}
+			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: ino})
 			if firstOnly {
 				return out, 0, nil
 			}

@@ -31,6 +31,25 @@ func listXattrs(path string) ([]string, error) {
 	}
 }
 
+func flistXattrs(fd int) ([]string, error) {
+	sz, err := unix.Flistxattr(fd, nil)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, sz+256)
+	n, err := unix.Flistxattr(fd, buf)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range strings.Split(string(buf[:n]), "\x00") {
+		if s != "" {
+			names = append(names, s)
+		}
+	}
+	return names, nil
+}
+
 func getXattr(path, name string) ([]byte, error) {
 	buf := make([]byte, 256)
 	for {
@@ -138,7 +157,7 @@ func (fs *FS) ListXattr(n *Node, dest []byte) (int, error) {
 		if r.path != "" {
 			names, err = listXattrs(r.path)
 		} else {
-			names, err = listXattrs(procFdPath(r.fd))
+			names, err = flistXattrs(r.fd)
 		}
 		if err == unix.ENOTSUP {
 			names, err = nil, nil
