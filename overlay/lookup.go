@@ -241,8 +241,8 @@ func (fs *FS) nodeFor(parent *Node, name string, e *entry) *Node {
 	n = fs.insertNode(n, parent, name)
 	if hardLinked {
 		fs.tableMu.Lock()
-		if fs.links[e.st.Ino] == nil {
-			fs.links[e.st.Ino] = n
+		if c := fs.links[e.st.Ino]; c == nil || c.deleted {
+			fs.links[e.st.Ino] = n // the inode number may be reused
 		}
 		fs.tableMu.Unlock()
 	}
