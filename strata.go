@@ -122,11 +122,14 @@ func idMapper(o *mountopt.Options) *overlay.IDMapper {
 	if o.SquashToRoot {
 		m.SquashUID, m.SquashGID = 0, 0
 	}
+	// As fuse-overlayfs and containers/storage use them: layers store the
+	// container's IDs, and the mount shows them as the host IDs the
+	// container's user namespace maps back.
 	for _, r := range o.UIDMap {
-		m.UIDs = append(m.UIDs, overlay.IDRange{Inside: r.Container, Outside: r.Host, Size: r.Size})
+		m.UIDs = append(m.UIDs, overlay.IDRange{Inside: r.Host, Outside: r.Container, Size: r.Size})
 	}
 	for _, r := range o.GIDMap {
-		m.GIDs = append(m.GIDs, overlay.IDRange{Inside: r.Container, Outside: r.Host, Size: r.Size})
+		m.GIDs = append(m.GIDs, overlay.IDRange{Inside: r.Host, Outside: r.Container, Size: r.Size})
 	}
 	return m
 }

@@ -4,9 +4,11 @@
 // anything is mounted. It knows nothing of FUSE or of the overlay engine.
 package mountopt
 
-// IDMap is one range of a uidmapping=/gidmapping= option: IDs
-// [Container, Container+Size) seen through the mount are stored on disk as
-// [Host, Host+Size).
+// IDMap is one range of a uidmapping=/gidmapping= option, as
+// fuse-overlayfs and containers/storage mean it: IDs
+// [Container, Container+Size) stored in the layers show through the mount
+// as [Host, Host+Size), and the reverse for what is created or chowned
+// through the mount.
 type IDMap struct {
 	Container uint32
 	Host      uint32
