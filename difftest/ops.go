@@ -304,6 +304,10 @@ func (g *OpGen) freshName() string {
 		return oddNames[r.IntN(len(oddNames))]
 	case x < 62:
 		return longName + "x" // 256 bytes: ENAMETOOLONG
+	case x < 63:
+		// Made in the upper layer, where they are ordinary names for both
+		// (only lower layers hold OCI markers).
+		return []string{".wh.a", ".wh..wh..opq"}[r.IntN(2)]
 	default:
 		g.fresh++
 		return fmt.Sprintf("new%d", g.fresh%8)

@@ -105,6 +105,20 @@ var regressions = []Case{
 		},
 	},
 	{
+		Name:     "copyup-stale-nlink-fstat",
+		KnownBug: "open(O_RDWR) of a hard-linked lower file copies it up, but fstat on the descriptor shows the cached nlink 3 (the kernel says 1)",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 3, Fill: 1},
+			{Layer: 0, Path: "g", Kind: KHardlink, Target: "f"},
+			{Layer: 0, Path: "h", Kind: KHardlink, Target: "f"},
+		}},
+		Ops: []Op{
+			{Kind: OpUnlink, Path: "absent"}, // see copyup-stale-nlink
+			{Kind: OpOpen, Path: "f", Flags: unix.O_RDWR},
+			{Kind: OpFdStat},
+		},
+	},
+	{
 		Name:     "copyup-stale-nlink-setxattr",
 		KnownBug: "a failing setxattr(XATTR_REPLACE) copies a hard-linked lower file up, but stat keeps the cached nlink 2 (the kernel says 1)",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
