@@ -32,24 +32,22 @@ func (fs *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return fuse.OK
 }
 
-// Directory stream positions: 0 is ".", 1 is "..", p >= 2 is the
-// snapshot's entry p-2. An entry's offset is the position after it.
+// Directory offsets: 1 is after ".", 2 after "..", and every other entry's
+// offset is the engine's name cookie, which means the same in every
+// listing of the directory: the kernel's cached listing (FOPEN_CACHE_DIR)
+// may send a read on from an offset another handle produced.
 func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
 	d := fs.dir(in.Fh)
 	if d == nil {
 		return fuse.EBADF
 	}
 	n := d.Node()
-	pos := in.Offset
-	start := uint64(0)
-	if pos > 2 {
-		start = pos - 2
-	}
-	ents, err := fs.ov.ReadDir(d, start, pos == 0)
+	after := in.Offset
+	ents, err := fs.ov.ReadDir(d, max(after, 2), after == 0)
 	if err != nil {
 		return status(err)
 	}
-	for ; pos < 2; pos++ {
+	for pos := after; pos < 2; pos++ {
 		name := "."
 		if pos == 1 {
 			name = ".."
@@ -63,8 +61,8 @@ func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.S
 			return fuse.OK
 		}
 	}
-	for i, ent := range ents {
-		e := fuse.DirEntry{Name: ent.Name, Mode: ent.Kind, Ino: ent.Ino, Off: pos + uint64(i) + 1}
+	for _, ent := range ents {
+		e := fuse.DirEntry{Name: ent.Name, Mode: ent.Kind, Ino: ent.Ino, Off: ent.Off}
 		if !plus {
 			if !out.AddDirEntry(e) {
 				break

@@ -55,22 +55,33 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	dstRel := joinRel(parentRel, name)
 	dst := fs.upper.path(dstRel)
 	overWhiteout := e.whiteout
-	// Create at the name through the upper root's descriptor (no path walk
-	// through /proc), or in the work directory to replace a whiteout.
-	dirfd, targetRel := fs.upper.fd, dstRel
-	target := dst
-	if overWhiteout {
-		target = fs.tmpName()
-		dirfd, targetRel = unix.AT_FDCWD, target
-	}
 
 	uid, gid := fs.ids.toLayer(c.UID, c.GID)
 	mode := obj.Mode & 07777
-	if pst.Mode&unix.S_ISGID != 0 {
+	sgidDir := pst.Mode&unix.S_ISGID != 0
+	if sgidDir {
 		gid = pst.Gid // BSD group semantics of a setgid directory
 		if obj.Kind == unix.S_IFDIR {
 			mode |= unix.S_ISGID
 		}
+	}
+	// The daemon creates objects as itself. Where that is not who they
+	// must belong to, or a whiteout is in the way, the object is made in
+	// the work directory, given its owner there and then renamed into
+	// place, so a crash never leaves one in the upper layer with the wrong
+	// owner. Otherwise it is made at its name directly, through the upper
+	// root's descriptor.
+	madeGID := fs.selfGID
+	if sgidDir {
+		madeGID = pst.Gid
+	}
+	viaWork := overWhiteout || uid != fs.selfUID || gid != madeGID
+	dirfd, targetRel := fs.upper.fd, dstRel
+	target := dst
+	if viaWork {
+		target = fs.tmpName()
+		dirfd, targetRel = unix.AT_FDCWD, target
+		madeGID = fs.selfGID // the work directory is not setgid
 	}
 
 	fd := -1
@@ -98,14 +109,7 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		}
 		return nil, nil, st, err
 	}
-	// The new object belongs to the daemon (its group, or the directory's
-	// in a setgid directory) until given to the caller; no chown is needed
-	// when that is already the caller's.
-	madeUID, madeGID := fs.selfUID, fs.selfGID
-	if pst.Mode&unix.S_ISGID != 0 && !overWhiteout { // the work directory is not setgid
-		madeGID = pst.Gid
-	}
-	if uid != madeUID || gid != madeGID {
+	if uid != fs.selfUID || gid != madeGID {
 		if err := unix.Fchownat(dirfd, targetRel, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fail(err)
 		}
@@ -125,6 +129,10 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 			}
 			unix.Unlink(target) // the whiteout, now in the work directory
 		} else if err := unix.Rename(target, dst); err != nil {
+			return fail(err)
+		}
+	} else if viaWork {
+		if err := unix.Renameat2(unix.AT_FDCWD, target, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE); err != nil {
 			return fail(err)
 		}
 	}

@@ -216,7 +216,7 @@ func kernelOverlayUsing(workdir string) string {
 			continue
 		}
 		for _, o := range strings.Split(line[i:], ",") {
-			if o == "workdir="+workdir {
+			if unescapeMountinfo(o) == "workdir="+workdir {
 				fields := strings.Fields(line)
 				if len(fields) > 4 {
 					return fields[4]
@@ -227,6 +227,27 @@ func kernelOverlayUsing(workdir string) string {
 	}
 	return ""
 }
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space, \011,
+// \012, \134, and \054 for a comma in overlay options) that
+// /proc/self/mountinfo puts in paths and options.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // tmpName returns a fresh name inside the work directory.
 func (fs *FS) tmpName() string {

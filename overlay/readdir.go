@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"sort"
 	"strings"
 	"unsafe"
 
@@ -12,6 +13,28 @@ type DirEntry struct {
 	Name string
 	Kind uint32 // S_IFMT, 0 when unknown
 	Ino  uint64
+	// Off is the entry's position cookie: a hash of its name, so it means
+	// the same in every listing of the directory (like ext4's hashed
+	// directory offsets). Listings come in cookie order.
+	Off uint64
+}
+
+// FirstCookie is the smallest cookie of a name: 0 is the start of a
+// listing, 1 and 2 are left for "." and "..".
+const FirstCookie = 3
+
+// cookie is a name's position cookie: 63 bits of its FNV-1a hash.
+func cookie(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	h >>= 1
+	if h < FirstCookie {
+		h += FirstCookie
+	}
+	return h
 }
 
 // rawEntry is one entry of a real directory.
@@ -172,8 +195,11 @@ func (fs *FS) isWhiteoutAt(path string) bool {
 }
 
 // DirHandle is an open directory. Its listing is a snapshot taken when
-// reading starts at offset 0, so offsets (positions in the snapshot) stay
-// valid for seekdir/telldir while the directory changes.
+// reading starts at offset 0. Offsets are name cookies, not positions, so
+// a reader that goes on from an offset, with this snapshot or a fresh one
+// (another handle's, after the directory changed), neither skips nor
+// repeats a name that stayed: seekdir/telldir stay valid, and so do the
+// offsets the kernel keeps in its cached copy of the listing.
 type DirHandle struct {
 	node    *Node
 	entries []DirEntry
@@ -191,18 +217,17 @@ func (fs *FS) OpenDir(n *Node) (*DirHandle, error) {
 	return &DirHandle{node: n}, nil
 }
 
-// ReadDir returns the directory's entries from position off on. With
-// rewind (rewinddir, or the first read) it takes a fresh snapshot.
-func (fs *FS) ReadDir(d *DirHandle, off uint64, rewind bool) ([]DirEntry, error) {
+// ReadDir returns the directory's entries whose cookies come after the
+// offset after (0: from the start). With rewind (rewinddir) it takes a
+// fresh snapshot; the first read takes one too.
+func (fs *FS) ReadDir(d *DirHandle, after uint64, rewind bool) ([]DirEntry, error) {
 	if rewind || !d.loaded {
 		if err := fs.loadDir(d); err != nil {
 			return nil, err
 		}
 	}
-	if off >= uint64(len(d.entries)) {
-		return nil, nil
-	}
-	return d.entries[off:], nil
+	i := sort.Search(len(d.entries), func(i int) bool { return d.entries[i].Off > after })
+	return d.entries[i:], nil
 }
 
 func (fs *FS) loadDir(d *DirHandle) error {
@@ -227,6 +252,22 @@ func (fs *FS) loadDir(d *DirHandle) error {
 		}
 	}
 	fs.tableMu.Unlock()
+	for i := range ents {
+		ents[i].Off = cookie(ents[i].Name)
+	}
+	sort.Slice(ents, func(i, j int) bool {
+		if ents[i].Off != ents[j].Off {
+			return ents[i].Off < ents[j].Off
+		}
+		return ents[i].Name < ents[j].Name
+	})
+	// Two names with one hash (rare with 63 bits) share a cookie: give the
+	// later ones the next free numbers.
+	for i := 1; i < len(ents); i++ {
+		if ents[i].Off <= ents[i-1].Off {
+			ents[i].Off = ents[i-1].Off + 1
+		}
+	}
 	d.entries, d.loaded = ents, true
 	return nil
 }

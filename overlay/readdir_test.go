@@ -70,15 +70,19 @@ func TestReadDirOffsetsStable(t *testing.T) {
 	wantErrno(t, "unlink", fs.Unlink(d, snapshot[0]), 0)
 
 	for off := 0; off <= 10; off++ {
-		ents, err := fs.ReadDir(h, uint64(off), false)
+		after := uint64(0)
+		if off > 0 {
+			after = first[off-1].Off
+		}
+		ents, err := fs.ReadDir(h, after, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(entryNames(ents)) != fmt.Sprint(snapshot[off:]) {
-			t.Fatalf("ReadDir at offset %d after changes: %v, want the snapshot's %v", off, entryNames(ents), snapshot[off:])
+			t.Fatalf("ReadDir after entry %d after changes: %v, want the snapshot's %v", off, entryNames(ents), snapshot[off:])
 		}
 	}
-	if ents, _ := fs.ReadDir(h, 1000, false); len(ents) != 0 {
+	if ents, _ := fs.ReadDir(h, ^uint64(0), false); len(ents) != 0 {
 		t.Fatalf("ReadDir past the end gave %d entries", len(ents))
 	}
 	// Rewind takes a fresh snapshot.
@@ -247,7 +251,11 @@ func TestReadDirLarge(t *testing.T) {
 	}
 	// Reading on from offsets gives the same entries.
 	for off := 0; off < len(ents); off += 4096 {
-		part, _ := fs.ReadDir(h, uint64(off), false)
+		after := uint64(0)
+		if off > 0 {
+			after = ents[off-1].Off
+		}
+		part, _ := fs.ReadDir(h, after, false)
 		if len(part) != len(ents)-off || part[0].Name != ents[off].Name {
 			t.Fatalf("ReadDir at offset %d: %d entries starting %q", off, len(part), part[0].Name)
 		}
@@ -255,5 +263,56 @@ func TestReadDirLarge(t *testing.T) {
 	t.Logf("listed %d entries in %v", len(ents), took)
 	if took > 10*time.Second {
 		t.Fatalf("listing %d entries took %v", len(ents), took)
+	}
+}
+
+// TestReadDirResumeAcrossHandles: a reader that goes on from an offset
+// another handle produced, after the directory changed, sees every name
+// that stayed exactly once (offsets are name cookies, not positions).
+func TestReadDirResumeAcrossHandles(t *testing.T) {
+	s := newStack(t, 1)
+	var specs []string
+	for i := 0; i < 200; i++ {
+		specs = append(specs, fmt.Sprintf("d/n%03d=x", i))
+	}
+	build(t, s.lower(0), specs...)
+	fs := s.mount()
+	d, _ := mustWalk(t, fs, "d")
+	h1, _ := fs.OpenDir(d)
+	all, err := fs.ReadDir(h1, 0, true)
+	if err != nil || len(all) != 200 {
+		t.Fatalf("first listing: %d entries, %v", len(all), err)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].Off <= all[i-1].Off || all[i-1].Off < overlay.FirstCookie {
+			t.Fatalf("offsets not increasing: %d then %d", all[i-1].Off, all[i].Off)
+		}
+	}
+	half := all[:100]
+	// The directory changes: names before and after the break go and come.
+	wantErrno(t, "unlink", fs.Unlink(d, all[10].Name), 0)
+	wantErrno(t, "unlink", fs.Unlink(d, all[150].Name), 0)
+	for i := 0; i < 20; i++ {
+		mustCreate(t, fs, d, fmt.Sprintf("new%d", i), objFile(0644))
+	}
+	h2, _ := fs.OpenDir(d)
+	rest, err := fs.ReadDir(h2, half[len(half)-1].Off, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, e := range append(append([]overlay.DirEntry(nil), half...), rest...) {
+		seen[e.Name]++
+	}
+	for i, e := range all {
+		if i == 10 || i == 150 {
+			continue
+		}
+		if seen[e.Name] != 1 {
+			t.Fatalf("%s listed %d times across the two handles", e.Name, seen[e.Name])
+		}
+	}
+	if seen[all[150].Name] != 0 {
+		t.Fatalf("%s was removed before the second handle read it, but is listed", all[150].Name)
 	}
 }

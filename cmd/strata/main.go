@@ -33,7 +33,7 @@ func fail(err error) int {
 func run(args []string) int {
 	o, action, err := mountopt.ParseArgs(args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "strata: %s\n(see strata --help)\n", err)
+		fmt.Fprintf(os.Stderr, "strata: %s (see strata --help)\n", err)
 		return 2
 	}
 	switch action {

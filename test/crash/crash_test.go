@@ -559,11 +559,6 @@ func TestKillDuringCreates(t *testing.T) {
 	}
 	t.Logf("%d objects created over the crashes", total)
 	if len(wrong) > 0 {
-		t.Skipf("BUG: a crash during a create leaves in the upper layer an object owned by the daemon, not by its creator: %s. "+
-			"overlay.FS.Create (overlay/create.go), when no whiteout is in the way, makes the object at its final upper path "+
-			"(open O_CREAT, mkdir, symlink, mknod) as the daemon's user (root) and only then lchowns it to the caller (and chmods "+
-			"set-id bits); a kill between the two leaves it root's, and after the remount the creator cannot use it. Building it in "+
-			"workdir/work and renaming it into place, as Create already does over a whiteout, would close the window",
-			strings.Join(wrong, "; "))
+		t.Fatalf("a crash during a create left objects in the upper layer not owned by their creator: %s", strings.Join(wrong, "; "))
 	}
 }

@@ -137,11 +137,7 @@ func TestConcurrentListing(t *testing.T) {
 		t.Fatalf("kernel overlayfs too: %s (the test is wrong)", r)
 	}
 	if r := results[false]; r != "" {
-		t.Skipf("BUG: concurrent readers of a changing directory see unchanged names twice or not at all: %s. "+
-			"fusefs opens directories with FOPEN_CACHE_DIR, so the kernel serves the start of a listing from its cache (filled from "+
-			"another handle's snapshot) and, when that cache is reset by another opener, goes on with READDIR at offset N on this "+
-			"handle; overlay.ReadDir (overlay/readdir.go) then takes the handle's first snapshot of the directory as it is now and "+
-			"returns its entries from position N, a position in a different listing (fusefs/dirs.go readDir asks for a fresh snapshot "+
-			"only at offset 0)", r)
+		t.Fatalf("concurrent readers of a changing directory saw unchanged names twice or not at all: %s "+
+			"(directory offsets must be name cookies, valid across handles and snapshots)", r)
 	}
 }
