@@ -50,8 +50,16 @@ func New(ov *overlay.FS, timeout time.Duration) *FS {
 
 func (fs *FS) String() string { return "strata" }
 
-// Init keeps the server for notifications.
-func (fs *FS) Init(s *fuse.Server) { fs.server = s }
+// Init keeps the server for notifications: when a copy-up changes an
+// object's attributes (a lower hard link's nlink, its ctime), the kernel's
+// cached attributes are dropped (an offset of -1 leaves its page cache,
+// which holds the unchanged data, alone).
+func (fs *FS) Init(s *fuse.Server) {
+	fs.server = s
+	fs.ov.AttrChanged = func(n *overlay.Node) {
+		s.InodeNotify(n.ID(), -1, 0)
+	}
+}
 
 func status(err error) fuse.Status {
 	if err == nil {

@@ -31,8 +31,17 @@ func (fs *FS) copyUp(n *Node, limit int64) error {
 		}
 	}
 	n.copyMu.Lock()
-	defer n.copyMu.Unlock()
-	return fs.copyUpLocked(n, limit)
+	before := fs.copyUps.Load()
+	err := fs.copyUpLocked(n, limit)
+	copied := fs.copyUps.Load() != before
+	n.copyMu.Unlock()
+	if err == nil && copied && fs.AttrChanged != nil {
+		// The object's attributes now come from its upper copy (a lower
+		// hard link's nlink drops to 1, ctime moves): whoever caches them
+		// must ask again. Its data is the same and stays cached.
+		fs.AttrChanged(n)
+	}
+	return err
 }
 
 func (fs *FS) copyUpLocked(n *Node, limit int64) error {

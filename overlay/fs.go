@@ -59,6 +59,11 @@ type FS struct {
 
 	// Hooks are for tests that stop the engine at chosen points.
 	Hooks Hooks
+
+	// AttrChanged, when set, is told of a node whose attributes changed
+	// other than by the request being served (copy-up), so that a cache of
+	// them (the kernel's) can be dropped.
+	AttrChanged func(n *Node)
 }
 
 // Hooks are called, when set, at points where a crash must not lose
