@@ -53,6 +53,8 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 		UserXattr: o.UserXattr,
 		Volatile:  o.Volatile,
 		IDMap:     idMapper(o),
+
+		XattrPermissions: o.XattrPermissions,
 	}
 	if o.ReadOnly {
 		cfg.Upper, cfg.Work = "", ""

@@ -25,6 +25,15 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	n.dataMu.RLock()
 	if b := n.backing; b != nil {
 		err := unix.Fstat(b.fd, &st)
+		if err == nil {
+			l := fs.upper
+			if !b.upper && len(n.lowers) > 0 {
+				l = fs.layers[n.lowers[0]]
+			}
+			if l != nil && l.override != "" {
+				applyOverride(l, realRef{fd: b.fd}, &st)
+			}
+		}
 		n.dataMu.RUnlock()
 		if err != nil {
 			return st, err
@@ -43,8 +52,12 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	if l == nil {
 		return st, unix.ENOENT
 	}
-	if err := l.lstat(n.rel(), &st); err != nil {
+	rel := n.rel()
+	if err := l.lstat(rel, &st); err != nil {
 		return st, err
+	}
+	if l.override != "" {
+		applyOverride(l, realRef{path: l.path(rel)}, &st)
 	}
 	fs.fixAttr(n, &st)
 	return st, nil
@@ -90,6 +103,12 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 		return st, err
 	}
 	err := fs.onReal(n, func(path string, fd int) error {
+		if fs.upper.override != "" && a.Valid&(SetUID|SetGID|SetMode) != 0 {
+			if err := fs.setOverride(n, path, fd, a); err != nil {
+				return err
+			}
+			a = &SetAttr{Valid: a.Valid &^ (SetUID | SetGID | SetMode), Size: a.Size, Atime: a.Atime, Mtime: a.Mtime}
+		}
 		if a.Valid&(SetUID|SetGID) != 0 {
 			uid, gid := -1, -1
 			luid, lgid := fs.ids.toLayer(a.UID, a.GID)
@@ -196,4 +215,34 @@ func truncateViaProc(fd int, size int64) error {
 	}
 	defer unix.Close(wfd)
 	return unix.Ftruncate(wfd, size)
+}
+
+// setOverride applies the owner and mode changes of a to the upper
+// object's override xattr (xattr_permissions), starting from what it shows
+// now. The caller holds what onReal holds.
+func (fs *FS) setOverride(n *Node, path string, fd int, a *SetAttr) error {
+	var st unix.Stat_t
+	ref := realRef{path: path, fd: fd}
+	var err error
+	if fd >= 0 {
+		ref.path = ""
+		err = unix.Fstat(fd, &st)
+	} else {
+		err = unix.Lstat(path, &st)
+	}
+	if err != nil {
+		return err
+	}
+	applyOverride(fs.upper, ref, &st)
+	luid, lgid := fs.ids.toLayer(a.UID, a.GID)
+	if a.Valid&SetUID != 0 {
+		st.Uid = luid
+	}
+	if a.Valid&SetGID != 0 {
+		st.Gid = lgid
+	}
+	if a.Valid&SetMode != 0 {
+		st.Mode = st.Mode&unix.S_IFMT | a.Mode&07777
+	}
+	return fs.writeOverride(ref, st.Uid, st.Gid, st.Mode)
 }

@@ -66,6 +66,7 @@ func (fs *FS) copyUpLocked(n *Node, limit int64) error {
 	if err := unix.Lstat(srcPath, &st); err != nil {
 		return err
 	}
+	applyOverride(src, realRef{path: srcPath}, &st) // carry what the object shows
 	if n.kind == unix.S_IFREG {
 		return fs.copyUpFile(n, srcPath, &st, limit)
 	}
@@ -258,10 +259,14 @@ type realRef struct {
 // stat is st) and records the overlay inode number.
 func (fs *FS) copyMeta(st *unix.Stat_t, srcPath string, dst realRef, ino uint64) error {
 	kind := st.Mode & unix.S_IFMT
+	useOverride := fs.upper.override != "" && (kind == unix.S_IFREG || kind == unix.S_IFDIR)
 	var err error
-	if dst.path == "" {
+	switch {
+	case useOverride:
+		// Owner and mode go in the override xattr, written below.
+	case dst.path == "":
 		err = unix.Fchown(dst.fd, int(st.Uid), int(st.Gid))
-	} else {
+	default:
 		err = unix.Lchown(dst.path, int(st.Uid), int(st.Gid))
 	}
 	if err != nil {
@@ -281,6 +286,11 @@ func (fs *FS) copyMeta(st *unix.Stat_t, srcPath string, dst realRef, ino uint64)
 	// Xattrs after chown, which drops security.capability.
 	if err := fs.copyXattrs(srcPath, dst); err != nil {
 		return err
+	}
+	if useOverride {
+		if err := fs.writeOverride(dst, st.Uid, st.Gid, st.Mode); err != nil {
+			return err
+		}
 	}
 	fs.setXattr(dst, fs.xOrigin, fs.originValue(ino)) // best effort: the number is a nicety
 	ts := [2]unix.Timespec{st.Atim, st.Mtim}
@@ -309,7 +319,7 @@ func (fs *FS) copyXattrs(srcPath string, dst realRef) error {
 		return err
 	}
 	for _, name := range names {
-		if fs.shownXattr(name) == "" {
+		if fs.shownXattr(name) == "" || isOverrideXattr(name) {
 			continue // the overlay's own metadata, not the object's
 		}
 		val, err := getXattr(srcPath, name)

@@ -109,7 +109,11 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		}
 		return nil, nil, st, err
 	}
-	if uid != fs.selfUID || gid != madeGID {
+	if fs.upper.override != "" && (obj.Kind == unix.S_IFREG || obj.Kind == unix.S_IFDIR) {
+		if err := fs.writeOverride(realRef{path: target}, uid, gid, mode); err != nil {
+			return fail(err)
+		}
+	} else if uid != fs.selfUID || gid != madeGID {
 		if err := unix.Fchownat(dirfd, targetRel, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fail(err)
 		}
@@ -143,6 +147,9 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	}
 	if err != nil {
 		return fail(err)
+	}
+	if fs.upper.override != "" {
+		applyOverride(fs.upper, realRef{path: dst}, &st)
 	}
 	n := &Node{fs: fs, kind: obj.Kind, upper: true, ino: fs.inos.ino(fs.upper, st.Ino)}
 	if obj.Kind != unix.S_IFDIR {
@@ -209,6 +216,9 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	fs.tableMu.Unlock()
 	if err := unix.Lstat(dst, &st); err != nil {
 		return st, err
+	}
+	if fs.upper.override != "" {
+		applyOverride(fs.upper, realRef{path: dst}, &st)
 	}
 	fs.fixAttr(n, &st)
 	return st, nil

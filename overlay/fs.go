@@ -28,6 +28,11 @@ type Config struct {
 	// IDMap translates owners between the mount and the layers; nil is
 	// the identity.
 	IDMap *IDMapper
+	// XattrPermissions is fuse-overlayfs' xattr_permissions: 1 or 2 keep
+	// owners and modes set through the mount in an override xattr of the
+	// upper layer (OverridePrivileged or OverrideUser) instead of chown
+	// and chmod.
+	XattrPermissions int
 }
 
 // FS is a mounted overlay's engine.
@@ -111,6 +116,12 @@ func New(cfg Config) (*FS, error) {
 		}
 		fs.upper = l
 		fs.layers = append(fs.layers, l)
+		switch cfg.XattrPermissions {
+		case 1:
+			l.override = OverridePrivileged
+		case 2:
+			l.override = OverrideUser
+		}
 	}
 	for _, p := range cfg.Lowers {
 		l, err := openLayer(p, len(fs.layers), false)

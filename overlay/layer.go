@@ -20,6 +20,8 @@ type Layer struct {
 	fsIdx uint64 // small number per distinct st_dev, for inode numbers
 	fd    int    // O_PATH descriptor of the root, held for the mount's life
 	root  string // how real paths start: through fd, not through Path
+
+	override string // the stat-override xattr this layer uses, or ""
 }
 
 // path returns the real path of rel (relative to the layer root; "" is
@@ -50,6 +52,7 @@ func openLayer(path string, idx int, upper bool) (*Layer, error) {
 	if p := procFdPath(fd); unix.Access(p, unix.F_OK) == nil {
 		l.root = p
 	}
+	l.override = probeOverride(l.path(""))
 	return l, nil
 }
 

@@ -206,6 +206,9 @@ func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
 	}
 	n := fs.nodeFor(parent, name, &e)
 	st := e.st
+	if e.stLayer.override != "" {
+		applyOverride(e.stLayer, realRef{path: e.stLayer.path(parent.childRel(name))}, &st)
+	}
 	fs.fixAttr(n, &st)
 	return n, st, nil
 }

@@ -100,6 +100,9 @@ func (fs *FS) realXattr(name string) string {
 // shownXattr returns the name a stored xattr shows as, or "" for the
 // overlay's own metadata.
 func (fs *FS) shownXattr(real string) string {
+	if isOverrideXattr(real) {
+		return "" // stat overrides are bookkeeping too
+	}
 	if !strings.HasPrefix(real, fs.xattrPrefix) {
 		return real
 	}
@@ -133,6 +136,9 @@ func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 // GetXattr reads an xattr into dest and returns its size; with an empty
 // dest it returns the size only.
 func (fs *FS) GetXattr(n *Node, name string, dest []byte) (int, error) {
+	if isOverrideXattr(name) {
+		return 0, unix.ENODATA
+	}
 	name = fs.realXattr(name)
 	var size int
 	err := fs.readRef(n, func(r realRef) error {
@@ -186,6 +192,9 @@ func (fs *FS) ListXattr(n *Node, dest []byte) (int, error) {
 
 // SetXattr sets an xattr, copying the node up first.
 func (fs *FS) SetXattr(n *Node, name string, value []byte, flags int) error {
+	if isOverrideXattr(name) {
+		return unix.EPERM
+	}
 	name = fs.realXattr(name)
 	return fs.changeXattr(n, func(r realRef) error {
 		if r.path != "" {
@@ -198,6 +207,9 @@ func (fs *FS) SetXattr(n *Node, name string, value []byte, flags int) error {
 // RemoveXattr removes an xattr, copying the node up first, but only when
 // the object has it: like the kernel, a removal that fails copies nothing.
 func (fs *FS) RemoveXattr(n *Node, name string) error {
+	if isOverrideXattr(name) {
+		return unix.EPERM
+	}
 	name = fs.realXattr(name)
 	if _, err := fs.GetXattr(n, fs.shownXattr(name), nil); err != nil {
 		return err
