@@ -33,10 +33,22 @@ func seqSettings(t *testing.T) (base int64, seqs, nOps int) {
 }
 
 // RandomCase is sequence seed of the random test: layers and operations
-// from the seed, every third sequence with OCI lower layers, the last
-// third of the operations after the cross remount.
+// from the seed, every third sequence with OCI lower layers (all or none
+// with STRATA_DIFF_OCI=all or none), the last third of the operations
+// after the cross remount.
 func RandomCase(seed int64, nOps int) *Case {
-	c := &Case{Name: fmt.Sprintf("seed %d", seed), Seed: seed, OCI: seed%3 == 2, Cross: true}
+	oci := seed%3 == 2
+	switch os.Getenv("STRATA_DIFF_OCI") {
+	case "all":
+		oci = true
+	case "none":
+		oci = false
+	}
+	return newCase(seed, nOps, oci)
+}
+
+func newCase(seed int64, nOps int, oci bool) *Case {
+	c := &Case{Name: fmt.Sprintf("seed %d", seed), Seed: seed, OCI: oci, Cross: true}
 	ops := GenOps(seed, c.Spec(), nOps)
 	split := len(ops) * 2 / 3
 	c.Ops, c.Ops2 = ops[:split], ops[split:]
@@ -177,5 +189,46 @@ func TestDifferencesDocumented(t *testing.T) {
 	}
 	for id := range sections {
 		t.Errorf("DIFFERENCES.md section %q is not in Differences", id)
+	}
+}
+
+// TestCrossMount is the cross check on its own: after a random sequence
+// the kernel mounts the layers Strata wrote and Strata those the kernel
+// wrote, each must show what the other showed, and the rest of the
+// sequence runs on the swapped mounts.
+func TestCrossMount(t *testing.T) {
+	mounttest.Require(t)
+	for seed := int64(100); seed < 103; seed++ {
+		t.Run(strconv.FormatInt(seed, 10), func(t *testing.T) {
+			r := NewRunner(t)
+			c := newCase(seed, 30, false)
+			if f := r.Run(c); f != nil {
+				if b := KnownFailure(f); b != nil && !r.ShowKnown {
+					t.Logf("stopped at known bug %s: %v", b.ID, f)
+					return
+				}
+				report(t, r, c, f, fmt.Sprintf("go test ./difftest/ -run 'CrossMount/%d$'", seed), true)
+			}
+		})
+	}
+}
+
+// TestOCILayers mounts OCI-format lower layers with Strata and the same
+// layers converted to the kernel's format with the kernel, and runs
+// random sequences on both.
+func TestOCILayers(t *testing.T) {
+	mounttest.Require(t)
+	for seed := int64(200); seed < 203; seed++ {
+		t.Run(strconv.FormatInt(seed, 10), func(t *testing.T) {
+			r := NewRunner(t)
+			c := newCase(seed, 30, true)
+			if f := r.Run(c); f != nil {
+				if b := KnownFailure(f); b != nil && !r.ShowKnown {
+					t.Logf("stopped at known bug %s: %v", b.ID, f)
+					return
+				}
+				report(t, r, c, f, fmt.Sprintf("go test ./difftest/ -run 'OCILayers/%d$'", seed), true)
+			}
+		})
 	}
 }

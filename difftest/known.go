@@ -1,11 +1,6 @@
 package difftest
 
-import (
-	"regexp"
-	"strings"
-)
-
-var nlinkRE = regexp.MustCompile(`nlink=[0-9]+`)
+import "strings"
 
 // KnownBug is a reported, not yet fixed Strata bug. Random runs leave its
 // differences out, or end a sequence when it shows, so that they go on
@@ -29,33 +24,11 @@ type KnownBug struct {
 // KnownBugs is the list; remove an entry when the bug is fixed.
 var KnownBugs = []KnownBug{
 	{
-		ID: "copyup-stale-nlink",
-		Summary: "opening a hard-linked lower file for writing, or a failing setxattr on it, copies it up (nlink drops " +
-			"to 1) without refreshing the kernel's cached attributes: stat keeps showing the lower nlink until they expire",
-		Trigger: func(op Op, rs, rk Result) bool {
-			return rs.Errno == 0 && (op.Kind == OpOpenClose || op.Kind == OpOpen || op.Kind == OpWrite && op.Len == 0) ||
-				rs.Errno != 0 && (op.Kind == OpSetxattr || op.Kind == OpRemovexattr)
-		},
-		TaintedLine: func(l string) bool { return strings.Contains(l, ": nlink: ") },
+		ID: "fstat-removed",
+		Summary: "fstat on a descriptor of a removed directory, fifo or other object without a backing file fails " +
+			"with ENOENT; the kernel returns its attributes (nlink 0)",
 		Match: func(f *Failure) bool {
-			// fstat through a descriptor opened for writing: only nlink differs.
-			if f.Kind != "errno" || f.Op.Kind != OpFdStat || len(f.Diffs) != 1 {
-				return false
-			}
-			s, k, ok := strings.Cut(nlinkRE.ReplaceAllString(f.Diffs[0], "nlink=N"), ", kernel ")
-			return ok && strings.TrimPrefix(s, "strata ") == k
-		},
-	},
-	{
-		ID: "setgid-create-over-whiteout",
-		Summary: "an object created over a whiteout in a setgid directory gets the daemon's group instead of the " +
-			"directory's (since 02d8804: it is made in the work directory, which is not setgid, and the chown is skipped)",
-		Match: func(f *Failure) bool {
-			switch f.Op.Kind {
-			case OpMkdir, OpMknod, OpWrite, OpOpenClose, OpSymlink:
-				return f.Kind == "tree" && len(f.Diffs) > 0 && strings.Contains(f.Diffs[0], ": owner: ")
-			}
-			return false
+			return f.Kind == "errno" && f.Op.Kind == OpFdStat && len(f.Diffs) > 0 && strings.HasPrefix(f.Diffs[0], "strata ENOENT")
 		},
 	},
 }

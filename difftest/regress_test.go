@@ -90,8 +90,7 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:     "copyup-stale-nlink",
-		KnownBug: "open(O_WRONLY) of a hard-linked lower file copies it up, but stat keeps the cached nlink 2 (the kernel says 1)",
+		Name: "copyup-stale-nlink",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
 			{Layer: 0, Path: "f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 3, Fill: 1},
 			{Layer: 0, Path: "g", Kind: KHardlink, Target: "f"},
@@ -105,8 +104,7 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:     "copyup-stale-nlink-fstat",
-		KnownBug: "open(O_RDWR) of a hard-linked lower file copies it up, but fstat on the descriptor shows the cached nlink 3 (the kernel says 1)",
+		Name: "copyup-stale-nlink-fstat",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
 			{Layer: 0, Path: "f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 3, Fill: 1},
 			{Layer: 0, Path: "g", Kind: KHardlink, Target: "f"},
@@ -119,8 +117,7 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:     "copyup-stale-nlink-setxattr",
-		KnownBug: "a failing setxattr(XATTR_REPLACE) copies a hard-linked lower file up, but stat keeps the cached nlink 2 (the kernel says 1)",
+		Name: "copyup-stale-nlink-setxattr",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
 			{Layer: 0, Path: "f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 3, Fill: 1},
 			{Layer: 0, Path: "g", Kind: KHardlink, Target: "f"},
@@ -131,8 +128,7 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:     "setgid-mkdir-over-whiteout",
-		KnownBug: "mkdir over a whiteout in a setgid directory: the new directory's group is 0, the kernel gives it the directory's group",
+		Name: "setgid-mkdir-over-whiteout",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
 			{Layer: 0, Path: "s", Kind: KDir, Mode: 02755, GID: 1000, Mtime: plainTime},
 			{Layer: 0, Path: "s/x", Kind: KFile, Mode: 0644, Mtime: plainTime},
@@ -143,8 +139,7 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:     "setgid-create-over-whiteout",
-		KnownBug: "creat over a whiteout in a setgid directory: the new file's group is 0, the kernel gives it the directory's group",
+		Name: "setgid-create-over-whiteout",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
 			{Layer: 0, Path: "s", Kind: KDir, Mode: 02755, GID: 1000, Mtime: plainTime},
 			{Layer: 0, Path: "s/x", Kind: KFile, Mode: 0644, Mtime: plainTime},
@@ -152,6 +147,44 @@ var regressions = []Case{
 		Ops: []Op{
 			{Kind: OpUnlink, Path: "s/x"},
 			{Kind: OpWrite, Path: "s/x", Mode: 0644},
+		},
+	},
+	{
+		Name:     "fstat-removed-dir",
+		KnownBug: "fstat on a descriptor of a directory removed since gives ENOENT; the kernel returns its attributes with nlink 0",
+		Layers:   &LayerSpec{Lowers: 1},
+		Ops: []Op{
+			{Kind: OpMkdir, Path: "d", Mode: 0755},
+			{Kind: OpOpen, Path: "d"},
+			{Kind: OpRmdir, Path: "d"},
+			{Kind: OpFdStat},
+		},
+	},
+	{
+		Name:     "fstat-removed-fifo",
+		KnownBug: "fstat on a descriptor of a fifo unlinked since gives ENOENT; the kernel returns its attributes with nlink 0",
+		Layers:   &LayerSpec{Lowers: 1},
+		Ops: []Op{
+			{Kind: OpMknod, Path: "p", Mode: unix.S_IFIFO | 0644},
+			{Kind: OpOpen, Path: "p"},
+			{Kind: OpUnlink, Path: "p"},
+			{Kind: OpFdStat},
+		},
+	},
+	{
+		Name: "fstat-removed-file",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "lf", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 5, Fill: 3},
+		}},
+		Ops: []Op{
+			{Kind: OpWrite, Path: "nf", Len: 3, Mode: 0644},
+			{Kind: OpOpen, Path: "nf"},
+			{Kind: OpUnlink, Path: "nf"},
+			{Kind: OpFdStat},
+			{Kind: OpOpen, Path: "lf", Slot: 1},
+			{Kind: OpUnlink, Path: "lf"},
+			{Kind: OpFdStat, Slot: 1},
+			{Kind: OpFdRead, Slot: 1},
 		},
 	},
 	{
