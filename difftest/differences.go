@@ -67,6 +67,13 @@ var Differences = []Difference{
 		Handling: "the raw upper layers are compared on paths, types, whiteouts and trusted.overlay.opaque only; everything visible is compared through kernel mounts of each upper",
 	},
 	{
+		ID:       "fuse-dir-seek",
+		Kernel:   "lseek with SEEK_DATA or SEEK_HOLE on a directory fails with EINVAL (overlayfs' directory llseek knows only SEEK_SET and SEEK_CUR)",
+		Strata:   "the FUSE module answers it in the kernel with the generic llseek (offset 0, or ENXIO past the size); Strata never sees the call",
+		Why:      "decided by the FUSE kernel module, not by Strata",
+		Handling: "OpFdSeek on a directory is not compared",
+	},
+	{
 		ID:       "kernel-features",
 		Kernel:   "redirect_dir, index, metacopy and xino defaults depend on the kernel's configuration",
 		Strata:   "implements the behaviour with all of them off",

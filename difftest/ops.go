@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,12 +43,21 @@ const (
 	OpClose                         // close(Slot)
 	OpDropCaches                    // echo 2 >/proc/sys/vm/drop_caches: the kernel forgets unused dentries and inodes
 	OpRemount                       // close the descriptors, unmount both, mount again over the same layers
+	OpFdChmod                       // fchmod(Slot, Mode)
+	OpFdChown                       // fchown(Slot, UID, GID)
+	OpFdUtimes                      // futimens(Slot, {Atime, Mtime})
+	OpFdSetxattr                    // fsetxattr(Slot, Name, Value, Flags)
+	OpFdReaddir                     // lseek(Slot, 0) and read the whole directory: the names are compared
+	OpFdSeek                        // lseek(Slot, Off, Flags): SEEK_DATA or SEEK_HOLE; the offset is compared
+	OpFdFallocate                   // fallocate(Slot, Flags, Off, Len)
+	OpFdSync                        // fsync(Slot), or fdatasync with Flags 1
 	opMax
 )
 
 var opNames = [...]string{"", "OpWrite", "OpAppend", "OpTruncate", "OpOpenClose", "OpMkdir", "OpRmdir", "OpUnlink", "OpRename",
 	"OpLink", "OpSymlink", "OpMknod", "OpChmod", "OpChown", "OpUtimes", "OpSetxattr", "OpRemovexattr", "OpOpen",
-	"OpFdWrite", "OpFdRead", "OpFdStat", "OpFdTruncate", "OpClose", "OpDropCaches", "OpRemount"}
+	"OpFdWrite", "OpFdRead", "OpFdStat", "OpFdTruncate", "OpClose", "OpDropCaches", "OpRemount",
+	"OpFdChmod", "OpFdChown", "OpFdUtimes", "OpFdSetxattr", "OpFdReaddir", "OpFdSeek", "OpFdFallocate", "OpFdSync"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) && k > 0 {
@@ -96,7 +106,8 @@ func (o Op) String() string {
 	b.WriteString(strings.TrimPrefix(o.Kind.String(), "Op"))
 	add := func(f string, a ...any) { b.WriteByte(' '); fmt.Fprintf(&b, f, a...) }
 	switch o.Kind {
-	case OpFdWrite, OpFdRead, OpFdStat, OpFdTruncate, OpClose:
+	case OpFdWrite, OpFdRead, OpFdStat, OpFdTruncate, OpClose, OpFdChmod, OpFdChown, OpFdUtimes,
+		OpFdSetxattr, OpFdReaddir, OpFdSeek, OpFdFallocate, OpFdSync:
 		add("slot=%d", o.Slot)
 	case OpDropCaches, OpRemount:
 	default:
@@ -120,10 +131,10 @@ func (o Op) String() string {
 	if o.Dev != 0 {
 		add("dev=%#x", o.Dev)
 	}
-	if o.Kind == OpChown {
+	if o.Kind == OpChown || o.Kind == OpFdChown {
 		add("uid=%d gid=%d", o.UID, o.GID)
 	}
-	if o.Kind == OpUtimes {
+	if o.Kind == OpUtimes || o.Kind == OpFdUtimes {
 		add("atime=%s mtime=%s", fmtTime(o.Atime), fmtTime(o.Mtime))
 	}
 	if o.Name != "" {
@@ -421,6 +432,7 @@ var opWeights = [opMax]int{
 	OpRename: 14, OpLink: 5, OpSymlink: 4, OpMknod: 4, OpChmod: 5, OpChown: 4, OpUtimes: 8,
 	OpSetxattr: 6, OpRemovexattr: 4, OpOpen: 4, OpFdWrite: 3, OpFdRead: 2, OpFdStat: 2,
 	OpFdTruncate: 1, OpClose: 2, OpDropCaches: 1, OpRemount: 1,
+	OpFdChmod: 1, OpFdChown: 1, OpFdUtimes: 1, OpFdSetxattr: 1, OpFdReaddir: 2, OpFdSeek: 1, OpFdFallocate: 1, OpFdSync: 1,
 }
 
 // Next generates one operation.
@@ -565,6 +577,32 @@ func (g *OpGen) Next() Op {
 	case OpFdTruncate:
 		o.Slot = r.IntN(NSlots)
 		o.Off = truncSizes[r.IntN(len(truncSizes))]
+	case OpFdChmod:
+		o.Slot = r.IntN(NSlots)
+		o.Mode = setModes[r.IntN(len(setModes))]
+	case OpFdChown:
+		o.Slot = r.IntN(NSlots)
+		o.UID, o.GID = owners[r.IntN(len(owners))], owners[r.IntN(len(owners))]
+	case OpFdUtimes:
+		o.Slot = r.IntN(NSlots)
+		o.Atime, o.Mtime = g.explicitTime(), g.explicitTime()
+	case OpFdSetxattr:
+		o.Slot = r.IntN(NSlots)
+		o.Name = g.xattrName()
+		o.Value = strings.Repeat("q", r.IntN(20))
+		o.Flags = []int{0, 0, unix.XATTR_CREATE, unix.XATTR_REPLACE}[r.IntN(4)]
+	case OpFdReaddir, OpFdSync:
+		o.Slot = r.IntN(NSlots)
+		o.Flags = r.IntN(2)
+	case OpFdSeek:
+		o.Slot = r.IntN(NSlots)
+		o.Off = writeOffs[r.IntN(len(writeOffs))]
+		o.Flags = []int{unix.SEEK_DATA, unix.SEEK_HOLE}[r.IntN(2)]
+	case OpFdFallocate:
+		o.Slot = r.IntN(NSlots)
+		o.Off = writeOffs[r.IntN(len(writeOffs)-1)]
+		o.Len = []int{1, 100, 4096, 8192, 70000}[r.IntN(5)]
+		o.Flags = []int{0, unix.FALLOC_FL_KEEP_SIZE, unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE}[r.IntN(3)]
 	}
 	if o.Kind <= OpRemovexattr && r.IntN(100) < 15 {
 		o.As = []int{1000, 12345}[r.IntN(2)]
@@ -783,7 +821,8 @@ func (s *Side) Apply(o Op) Result {
 		if fd, err = openNB(p, o.Flags, 0); err == nil {
 			s.fds[o.Slot] = fd
 		}
-	case OpFdWrite, OpFdRead, OpFdStat, OpFdTruncate, OpClose:
+	case OpFdWrite, OpFdRead, OpFdStat, OpFdTruncate, OpClose, OpFdChmod, OpFdChown, OpFdUtimes,
+		OpFdSetxattr, OpFdReaddir, OpFdSeek, OpFdFallocate, OpFdSync:
 		return s.applyFd(o)
 	default:
 		err = unix.EINVAL
@@ -805,6 +844,53 @@ func (s *Side) applyFd(o Op) Result {
 	case OpClose:
 		err = unix.Close(fd)
 		s.fds[o.Slot] = -1
+	case OpFdChmod:
+		err = unix.Fchmod(fd, o.Mode)
+	case OpFdChown:
+		err = unix.Fchown(fd, o.UID, o.GID)
+	case OpFdUtimes:
+		err = futimens(fd, timespec(o.Atime), timespec(o.Mtime))
+	case OpFdSetxattr:
+		err = unix.Fsetxattr(fd, o.Name, []byte(o.Value), o.Flags)
+	case OpFdSync:
+		if o.Flags == 1 {
+			err = unix.Fdatasync(fd)
+		} else {
+			err = unix.Fsync(fd)
+		}
+	case OpFdFallocate:
+		err = unix.Fallocate(fd, uint32(o.Flags), o.Off, int64(o.Len))
+	case OpFdSeek:
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			// Not compared: see "fuse-dir-seek" in DIFFERENCES.md.
+			return Result{Data: "directory"}
+		}
+		off, err := unix.Seek(fd, o.Off, o.Flags)
+		if err != nil {
+			return Result{Errno: errnoOf(err)}
+		}
+		return Result{Data: fmt.Sprintf("offset %d", off)}
+	case OpFdReaddir:
+		if _, err := unix.Seek(fd, 0, 0); err != nil {
+			return Result{Errno: errnoOf(err)}
+		}
+		var names []string
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := unix.Getdents(fd, buf)
+			if err != nil {
+				return Result{Errno: errnoOf(err)}
+			}
+			if n <= 0 {
+				break
+			}
+			for _, e := range parseDirents(buf[:n]) {
+				names = append(names, e.name)
+			}
+		}
+		sort.Strings(names)
+		return Result{Data: fmt.Sprintf("%q", names)}
 	case OpFdRead:
 		var buf []byte
 		chunk := make([]byte, 256<<10)
@@ -834,4 +920,13 @@ func (s *Side) applyFd(o Op) Result {
 		}
 	}
 	return Result{Errno: errnoOf(err)}
+}
+
+func futimens(fd int, atime, mtime unix.Timespec) error {
+	ts := [2]unix.Timespec{atime, mtime}
+	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }

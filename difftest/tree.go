@@ -185,20 +185,30 @@ func readDir(p string) ([]direntry, error) {
 		if n <= 0 {
 			return out, nil
 		}
-		for off := 0; off < n; {
-			rec := buf[off:]
-			ino := binary.LittleEndian.Uint64(rec[0:])
-			reclen := int(binary.LittleEndian.Uint16(rec[16:]))
-			name := rec[19:reclen]
-			if i := strings.IndexByte(string(name), 0); i >= 0 {
-				name = name[:i]
-			}
-			off += reclen
-			if s := string(name); s != "." && s != ".." {
-				out = append(out, direntry{s, ino, rec[18]})
-			}
+		out = append(out, parseDirents(buf[:n])...)
+	}
+}
+
+// parseDirents decodes linux_dirent64 records, without "." and "..".
+func parseDirents(buf []byte) []direntry {
+	var out []direntry
+	for off := 0; off+19 <= len(buf); {
+		rec := buf[off:]
+		ino := binary.LittleEndian.Uint64(rec[0:])
+		reclen := int(binary.LittleEndian.Uint16(rec[16:]))
+		if reclen < 19 || reclen > len(rec) {
+			break
+		}
+		name := rec[19:reclen]
+		if i := strings.IndexByte(string(name), 0); i >= 0 {
+			name = name[:i]
+		}
+		off += reclen
+		if s := string(name); s != "." && s != ".." {
+			out = append(out, direntry{s, ino, rec[18]})
 		}
 	}
+	return out
 }
 
 func walkDir(t Tree, root, rel string) {
