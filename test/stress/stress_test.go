@@ -340,12 +340,15 @@ func TestDaemonResources(t *testing.T) {
 			t.Errorf("the daemon holds %d descriptors other than pipes after the walk, %d before: a leak", after.other, base.other)
 		}
 	})
-	// All descriptors, pipes included: below 100 at any time, and an idle
-	// daemon back near where it started.
+	// All descriptors, pipes included. While it works, the daemon holds
+	// one per open file and a pipe pair per spliced reply in flight:
+	// bounded by the requests in flight (which a loaded machine lets pile
+	// up), not by the files walked, and far below RLIMIT_NOFILE. Idle, it
+	// is back near where it started.
 	t.Run("total", func(t *testing.T) {
 		var why []string
-		if peak.total >= 100 {
-			why = append(why, fmt.Sprintf("%d descriptors open during the walk (want fewer than 100)", peak.total))
+		if peak.total >= 512 {
+			why = append(why, fmt.Sprintf("%d descriptors open during the walk (want fewer than 512 for %d readers)", peak.total, readers))
 		}
 		if after.total > base.total+16 {
 			why = append(why, fmt.Sprintf("%d descriptors (%d pipes) still open by the idle daemon after the walk, %d before", after.total, after.pipes, base.total))
