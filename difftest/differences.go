@@ -22,7 +22,7 @@ var Differences = []Difference{
 		Kernel:   "st_ino of merged objects comes from the top-most real layer, or from the origin after copy-up (same file system); d_ino is translated to match",
 		Strata:   "its own mapping: the same scheme, but the numbers of new upper objects are different real inodes in the two upper layers anyway",
 		Why:      "the two stacks live in different directories: real inode numbers differ whatever the implementation",
-		Handling: "inode numbers are never compared between mounts; within each mount readdir's d_ino must equal st_ino (CmpOpts.NoDirentIno turns that off)",
+		Handling: "inode numbers are never compared between mounts; within Strata's mount readdir's d_ino must equal st_ino (CmpOpts.DirentInoA); the kernel's own mount does not always manage that (a hard link made in an impure directory can list its upper inode number while stat reports the origin's), so it is not held to it",
 	},
 	{
 		ID:       "atime-ctime-dirsize",

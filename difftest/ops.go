@@ -240,6 +240,7 @@ func goStr(s string) string {
 // next to them.
 type OpGen struct {
 	r           *rand.Rand
+	weights     [opMax]int
 	lowerPaths  []string // weighted: interesting paths repeated
 	dirs        []string
 	created     []string
@@ -249,7 +250,7 @@ type OpGen struct {
 
 // NewOpGen returns a generator drawing from src over the layers of spec.
 func NewOpGen(src rand.Source, spec *LayerSpec) *OpGen {
-	g := &OpGen{r: rand.New(src)}
+	g := &OpGen{r: rand.New(src), weights: opWeights}
 	layersOf := map[string]int{}
 	var whiteouts, opaque []string
 	isDir := map[string]bool{"": true}
@@ -296,7 +297,32 @@ func NewOpGen(src rand.Source, spec *LayerSpec) *OpGen {
 
 // GenOps generates n operations from seed over spec's layers.
 func GenOps(seed int64, spec *LayerSpec, n int) []Op {
+	return GenOpsFocus(seed, spec, n, "")
+}
+
+// Focuses are alternative operation mixes for GenOpsFocus: "" is the
+// default mix; the others concentrate on one area.
+var Focuses = map[string]map[OpKind]int{
+	"links": {OpLink: 10, OpRename: 10, OpUnlink: 6, OpWrite: 4, OpOpenClose: 2, OpOpen: 3, OpFdWrite: 2,
+		OpFdStat: 3, OpFdRead: 2, OpClose: 1, OpChmod: 2, OpDropCaches: 1, OpRemount: 1, OpTruncate: 2},
+	"dirs": {OpMkdir: 10, OpRmdir: 8, OpRename: 12, OpWrite: 4, OpUnlink: 6, OpOpen: 2, OpFdReaddir: 3,
+		OpSymlink: 2, OpMknod: 2, OpDropCaches: 1, OpRemount: 1, OpUtimes: 2, OpChmod: 2},
+	"attrs": {OpChmod: 8, OpChown: 8, OpUtimes: 8, OpSetxattr: 8, OpRemovexattr: 6, OpOpen: 3, OpFdChmod: 3,
+		OpFdChown: 3, OpFdUtimes: 3, OpFdSetxattr: 3, OpFdStat: 3, OpWrite: 3, OpTruncate: 2, OpRename: 2, OpLink: 2},
+	"data": {OpWrite: 10, OpAppend: 5, OpTruncate: 6, OpOpenClose: 4, OpOpen: 6, OpFdWrite: 8, OpFdRead: 6,
+		OpFdTruncate: 4, OpFdSeek: 4, OpFdFallocate: 4, OpFdSync: 2, OpFdStat: 3, OpClose: 2, OpRename: 3,
+		OpUnlink: 2, OpLink: 2, OpDropCaches: 1, OpRemount: 1},
+}
+
+// GenOpsFocus is GenOps with the operation mix of Focuses[focus].
+func GenOpsFocus(seed int64, spec *LayerSpec, n int, focus string) []Op {
 	g := NewOpGen(rand.NewPCG(uint64(seed), 0x0BE7A7E5), spec)
+	if f, ok := Focuses[focus]; ok {
+		g.weights = [opMax]int{}
+		for k, w := range f {
+			g.weights[k] = w
+		}
+	}
 	ops := make([]Op, n)
 	for i := range ops {
 		ops[i] = g.Next()
@@ -439,12 +465,12 @@ var opWeights = [opMax]int{
 func (g *OpGen) Next() Op {
 	r := g.r
 	total := 0
-	for _, w := range opWeights {
+	for _, w := range g.weights {
 		total += w
 	}
 	x := r.IntN(total)
 	kind := OpKind(1)
-	for k, w := range opWeights {
+	for k, w := range g.weights {
 		if x < w {
 			kind = OpKind(k)
 			break

@@ -369,7 +369,7 @@ func (s *session) compareTo(phase, kind string, m *mount, want Tree, got, wantNa
 	if !ok {
 		return hangFailure(phase, -1, nil, "while its tree was walked")
 	}
-	if d := s.filter(Diff(t, want, got, wantName, CmpOpts{ExactTimes: true, NoDirentIno: m.srv == nil})); len(d) > 0 {
+	if d := s.filter(Diff(t, want, got, wantName, CmpOpts{ExactTimes: true, DirentInoA: m.srv != nil})); len(d) > 0 {
 		return &Failure{Phase: phase, Kind: kind, Step: -1, Diffs: d}
 	}
 	return nil
@@ -414,7 +414,7 @@ func (s *session) run() *Failure {
 	if err != nil {
 		return s.setupFailure(err)
 	}
-	if _, _, f := s.compare("layers", "tree", -1, nil, ms, mk, CmpOpts{}); f != nil {
+	if _, _, f := s.compare("layers", "tree", -1, nil, ms, mk, CmpOpts{DirentInoA: true}); f != nil {
 		return f
 	}
 	fS, fK, f := s.runOps("ops", c.Ops, ms, mk)
@@ -507,7 +507,7 @@ func (s *session) runOps(phase string, ops []Op, ms, mk *mount) (Tree, Tree, *Fa
 				Diffs: []string{fmt.Sprintf("strata %v, kernel %v", rs, rk)}}
 		}
 		if (i+1)%every == 0 || i == len(ops)-1 {
-			if _, _, f := s.compare(phase, "tree", i, op, ms, mk, CmpOpts{}); f != nil {
+			if _, _, f := s.compare(phase, "tree", i, op, ms, mk, CmpOpts{DirentInoA: true}); f != nil {
 				return nil, nil, f
 			}
 		}
@@ -518,7 +518,7 @@ func (s *session) runOps(phase string, ops []Op, ms, mk *mount) (Tree, Tree, *Fa
 	if len(ops) > 0 {
 		last = &ops[len(ops)-1]
 	}
-	return s.compare(phase, "tree", len(ops)-1, last, ms, mk, CmpOpts{})
+	return s.compare(phase, "tree", len(ops)-1, last, ms, mk, CmpOpts{DirentInoA: true})
 }
 
 // endChecks unmounts both, mounts each upper layer read-only under the
