@@ -123,3 +123,18 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// openMapped opens name on the overlay under test and maps its first size
+// bytes shared; done unmaps and closes.
+func (e *env) openMapped(name string, flags, prot, size int) (fd int, m []byte, done func(), err error) {
+	fd, err = unix.Open(e.path(name), flags, 0)
+	if err != nil {
+		return -1, nil, nil, err
+	}
+	m, err = unix.Mmap(fd, 0, size, prot, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, nil, err
+	}
+	return fd, m, func() { unix.Munmap(m); unix.Close(fd) }, nil
+}

@@ -26,16 +26,11 @@ func smallFile(t *testing.T, lower string) { writeLower(t, lower+"/f", fill('A',
 
 var scenarios = []scenario{
 	{"1", "read-only shared mapping sees another process's write", smallFile, func(e *env) error {
-		fd, err := unix.Open(e.path("f"), unix.O_RDONLY, 0)
+		_, m, done, err := e.openMapped("f", unix.O_RDONLY, unix.PROT_READ, small)
 		if err != nil {
 			return err
 		}
-		defer unix.Close(fd)
-		m, err := unix.Mmap(fd, 0, small, unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return err
-		}
-		defer unix.Munmap(m)
+		defer done()
 		if got, err := mapped(m, 100, 4); err != nil || got != "AAAA" {
 			return fmt.Errorf("before: %q %v", got, err)
 		}
@@ -49,16 +44,11 @@ var scenarios = []scenario{
 		return expect("mapping after the write", got, "BBBB")
 	}},
 	{"1b", "mapping follows another process's truncate and extend", smallFile, func(e *env) error {
-		fd, err := unix.Open(e.path("f"), unix.O_RDONLY, 0)
+		_, m, done, err := e.openMapped("f", unix.O_RDONLY, unix.PROT_READ, small)
 		if err != nil {
 			return err
 		}
-		defer unix.Close(fd)
-		m, err := unix.Mmap(fd, 0, small, unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return err
-		}
-		defer unix.Munmap(m)
+		defer done()
 		if _, err := mapped(m, 5000, 1); err != nil {
 			return err
 		}
@@ -222,16 +212,11 @@ var scenarios = []scenario{
 	}},
 	{"6", "concurrent writers copy a large file up once; a reader mapping it sees no partial copy", bigFile, concurrentCopyUp},
 	{"7a", "a file renamed while open and mapped stays coherent", smallFile, func(e *env) error {
-		fd, err := unix.Open(e.path("f"), unix.O_RDONLY, 0)
+		fd, m, done, err := e.openMapped("f", unix.O_RDONLY, unix.PROT_READ, small)
 		if err != nil {
 			return err
 		}
-		defer unix.Close(fd)
-		m, err := unix.Mmap(fd, 0, small, unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return err
-		}
-		defer unix.Munmap(m)
+		defer done()
 		if _, err := mapped(m, 0, 4); err != nil {
 			return err
 		}
@@ -258,16 +243,11 @@ var scenarios = []scenario{
 		return expect("old descriptor after a write to the new name", got, "REN!")
 	}},
 	{"7b", "a lower file unlinked while open keeps working, also when changed after", smallFile, func(e *env) error {
-		fd, err := unix.Open(e.path("f"), unix.O_RDONLY, 0)
+		fd, m, done, err := e.openMapped("f", unix.O_RDONLY, unix.PROT_READ, small)
 		if err != nil {
 			return err
 		}
-		defer unix.Close(fd)
-		m, err := unix.Mmap(fd, 0, small, unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return err
-		}
-		defer unix.Munmap(m)
+		defer done()
 		if err := os.Remove(e.path("f")); err != nil {
 			return err
 		}
@@ -296,16 +276,11 @@ var scenarios = []scenario{
 		return nil
 	}},
 	{"7c", "a copied-up file unlinked while open and mapped stays coherent", smallFile, func(e *env) error {
-		fd, err := unix.Open(e.path("f"), unix.O_RDWR, 0)
+		fd, m, done, err := e.openMapped("f", unix.O_RDWR, unix.PROT_READ|unix.PROT_WRITE, small)
 		if err != nil {
 			return err
 		}
-		defer unix.Close(fd)
-		m, err := unix.Mmap(fd, 0, small, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-		if err != nil {
-			return err
-		}
-		defer unix.Munmap(m)
+		defer done()
 		if err := os.Remove(e.path("f")); err != nil {
 			return err
 		}
