@@ -4,6 +4,9 @@
 # Run as root. Unmount with: umount /tmp/strata-demo/merged
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Go lives in /usr/local/go on these machines; a non-interactive shell may
+# not have it on PATH.
+command -v go >/dev/null 2>&1 || export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
 bash scripts/deps.sh
 go build -o bin/strata ./cmd/strata
 
