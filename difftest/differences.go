@@ -78,7 +78,7 @@ var Differences = []Difference{
 		Kernel:   "redirect_dir, index, metacopy and xino defaults depend on the kernel's configuration",
 		Strata:   "implements the behaviour with all of them off",
 		Why:      "the oracle must be configured like the implementation under test",
-		Handling: "kernel mounts pass redirect_dir=off,index=off,metacopy=off",
+		Handling: "kernel mounts pass redirect_dir=off,index=off,metacopy=off (redirect_dir=nofollow with userxattr, which refuses off)",
 	},
 }
 

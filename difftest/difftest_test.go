@@ -34,8 +34,8 @@ func seqSettings(t *testing.T) (base int64, seqs, nOps int) {
 
 // RandomCase is sequence seed of the random test: layers and operations
 // from the seed, every third sequence with OCI lower layers (all or none
-// with STRATA_DIFF_OCI=all or none), the last third of the operations
-// after the cross remount.
+// with STRATA_DIFF_OCI=all or none), every fifth with the userxattr
+// option, the last third of the operations after the cross remount.
 func RandomCase(seed int64, nOps int) *Case {
 	oci := seed%3 == 2
 	switch os.Getenv("STRATA_DIFF_OCI") {
@@ -44,11 +44,18 @@ func RandomCase(seed int64, nOps int) *Case {
 	case "none":
 		oci = false
 	}
-	return newCase(seed, nOps, oci)
+	c := newCase(seed, nOps, oci)
+	switch os.Getenv("STRATA_DIFF_USERXATTR") {
+	case "all":
+		c.UserXattr = true
+	case "none":
+		c.UserXattr = false
+	}
+	return c
 }
 
 func newCase(seed int64, nOps int, oci bool) *Case {
-	c := &Case{Name: fmt.Sprintf("seed %d", seed), Seed: seed, OCI: oci, Cross: true}
+	c := &Case{Name: fmt.Sprintf("seed %d", seed), Seed: seed, OCI: oci, Cross: true, UserXattr: seed%5 == 4}
 	ops := GenOpsFocus(seed, c.Spec(), nOps, os.Getenv("STRATA_DIFF_FOCUS"))
 	split := len(ops) * 2 / 3
 	c.Ops, c.Ops2 = ops[:split], ops[split:]

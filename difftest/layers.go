@@ -347,6 +347,18 @@ func (s *LayerSpec) Without(i int) *LayerSpec {
 // Materialize writes the spec's layers into dirs (one per lower, top-most
 // first; they must exist and be empty) in format f.
 func Materialize(s *LayerSpec, dirs []string, f Format) error {
+	return MaterializeNS(s, dirs, f, TrustedNS)
+}
+
+// Namespaces of the overlay's own xattrs.
+const (
+	TrustedNS = "trusted.overlay." // the default
+	UserNS    = "user.overlay."    // with the userxattr mount option
+)
+
+// MaterializeNS is Materialize with the overlay xattrs (opaque) in
+// namespace ns.
+func MaterializeNS(s *LayerSpec, dirs []string, f Format, ns string) error {
 	if len(dirs) != s.Lowers {
 		return fmt.Errorf("materialize: %d dirs for %d layers", len(dirs), s.Lowers)
 	}
@@ -357,7 +369,7 @@ func Materialize(s *LayerSpec, dirs []string, f Format) error {
 				ents = append(ents, e)
 			}
 		}
-		if err := materializeLayer(ents, dirs[l], f); err != nil {
+		if err := materializeLayer(ents, dirs[l], f, ns); err != nil {
 			return fmt.Errorf("layer %d: %w", l, err)
 		}
 	}
@@ -366,7 +378,7 @@ func Materialize(s *LayerSpec, dirs []string, f Format) error {
 
 func depth(p string) int { return strings.Count(p, "/") }
 
-func materializeLayer(ents []Entry, root string, f Format) error {
+func materializeLayer(ents []Entry, root string, f Format, ns string) error {
 	sort.SliceStable(ents, func(i, j int) bool { return depth(ents[i].Path) < depth(ents[j].Path) })
 	// Objects, parents first; hard links after all files.
 	for _, e := range ents {
@@ -414,7 +426,7 @@ func materializeLayer(ents []Entry, root string, f Format) error {
 			}
 		}
 		if e.Kind == KDir && e.Opaque && f == Kernel {
-			if err := unix.Lsetxattr(p, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+			if err := unix.Lsetxattr(p, ns+"opaque", []byte("y"), 0); err != nil {
 				return fmt.Errorf("%q: %w", e.Path, err)
 			}
 		}
@@ -448,7 +460,10 @@ func materializeLayer(ents []Entry, root string, f Format) error {
 // format: ".wh..wh..opq" becomes trusted.overlay.opaque=y on its
 // directory and ".wh.NAME" a char 0/0 device NAME. Directory times are
 // kept.
-func OCIToKernel(root string) error {
+func OCIToKernel(root string) error { return OCIToKernelNS(root, TrustedNS) }
+
+// OCIToKernelNS is OCIToKernel with the opaque xattr in namespace ns.
+func OCIToKernelNS(root, ns string) error {
 	type fix struct {
 		path string
 		st   unix.Stat_t
@@ -486,7 +501,7 @@ func OCIToKernel(root string) error {
 				return err
 			}
 			if n == ".wh..wh..opq" {
-				err = unix.Lsetxattr(d.path, "trusted.overlay.opaque", []byte("y"), 0)
+				err = unix.Lsetxattr(d.path, ns+"opaque", []byte("y"), 0)
 			} else {
 				err = unix.Mknod(filepath.Join(d.path, n[len(".wh."):]), unix.S_IFCHR, 0)
 			}

@@ -442,9 +442,9 @@ var (
 func (g *OpGen) xattrName() string {
 	switch x := g.r.IntN(40); {
 	case x == 0:
-		return "trusted.overlay.opaque"
+		return []string{"trusted.overlay.opaque", "user.overlay.opaque"}[g.r.IntN(2)]
 	case x == 1:
-		return "trusted.overlay.x"
+		return []string{"trusted.overlay.x", "user.overlay.x"}[g.r.IntN(2)]
 	case x < 4:
 		return "trusted.t1"
 	default:

@@ -29,6 +29,9 @@ type Case struct {
 	OCI bool
 	// Ops are applied to both mounts, the trees compared after each.
 	Ops []Op
+	// UserXattr mounts both with the overlay's xattrs in user.overlay.*
+	// (Strata's and the kernel's userxattr option).
+	UserXattr bool
 	// Cross remounts after Ops: Strata over the layers the kernel wrote,
 	// the kernel over the layers Strata wrote. Ops2 are then applied to
 	// both.
@@ -160,6 +163,7 @@ type mount struct {
 	r                *Runner
 	lowers           []string
 	upper, work, mnt string
+	userXattr        bool
 	srv              *strata.Server
 	hung             bool
 	done             bool
@@ -173,9 +177,9 @@ func (m *mount) remount() error {
 	var m2 *mount
 	var err error
 	if m.srv != nil {
-		m2, err = m.r.mountStrata(m.lowers, m.upper, m.work, m.mnt)
+		m2, err = m.r.mountStrata(m.lowers, m.upper, m.work, m.mnt, m.userXattr)
 	} else {
-		m2, err = m.r.mountKernel(m.lowers, m.upper, m.work, m.mnt)
+		m2, err = m.r.mountKernel(m.lowers, m.upper, m.work, m.mnt, m.userXattr)
 	}
 	if err != nil {
 		return err
@@ -185,16 +189,17 @@ func (m *mount) remount() error {
 	return nil
 }
 
-func (r *Runner) mountStrata(lowers []string, upper, work, mnt string) (*mount, error) {
+func (r *Runner) mountStrata(lowers []string, upper, work, mnt string, userXattr bool) (*mount, error) {
 	o := mountopt.DefaultOptions()
 	o.Lowers = append([]string(nil), lowers...)
 	o.Upper, o.Work, o.Mountpoint = upper, work, mnt
 	o.Foreground = true
+	o.UserXattr = userXattr
 	srv, err := strata.Mount(o)
 	if err != nil {
 		return nil, fmt.Errorf("mount strata: %w", err)
 	}
-	m := &mount{r: r, lowers: lowers, upper: upper, work: work, mnt: mnt, srv: srv}
+	m := &mount{r: r, lowers: lowers, upper: upper, work: work, mnt: mnt, userXattr: userXattr, srv: srv}
 	r.T.Cleanup(func() { m.unmount() })
 	return m, nil
 }
@@ -203,16 +208,21 @@ func (r *Runner) mountStrata(lowers []string, upper, work, mnt string) (*mount, 
 // to what Strata implements.
 const kernelOptions = ",redirect_dir=off,index=off,metacopy=off"
 
-func (r *Runner) mountKernel(lowers []string, upper, work, mnt string) (*mount, error) {
+func (r *Runner) mountKernel(lowers []string, upper, work, mnt string, userXattr bool) (*mount, error) {
 	opts := "lowerdir=" + strings.Join(lowers, ":")
 	if upper != "" {
 		opts += ",upperdir=" + upper + ",workdir=" + work
 	}
-	opts += kernelOptions
+	if userXattr {
+		// redirect_dir=off means "follow", which userxattr refuses.
+		opts += ",redirect_dir=nofollow,index=off,metacopy=off,userxattr"
+	} else {
+		opts += kernelOptions
+	}
 	if err := unix.Mount("overlay", mnt, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("mount -t overlay -o %s: %w", opts, err)
 	}
-	m := &mount{r: r, lowers: lowers, upper: upper, work: work, mnt: mnt}
+	m := &mount{r: r, lowers: lowers, upper: upper, work: work, mnt: mnt, userXattr: userXattr}
 	r.T.Cleanup(func() { m.unmount() })
 	return m, nil
 }
@@ -290,6 +300,14 @@ type session struct {
 	taints map[string]bool // known bugs triggered so far
 }
 
+// ns is the namespace of the overlay's xattrs.
+func (s *session) ns() string {
+	if s.c.UserXattr {
+		return UserNS
+	}
+	return TrustedNS
+}
+
 func (s *session) setupFailure(err error) *Failure {
 	return &Failure{Phase: "setup", Kind: "setup", Step: -1, Diffs: []string{err.Error()}}
 }
@@ -316,7 +334,7 @@ func (r *Runner) Run(c *Case) (f *Failure) {
 }
 
 func (s *session) mountStrata(lowers []string, upper, work, mnt string) (*mount, error) {
-	m, err := s.r.mountStrata(lowers, upper, work, mnt)
+	m, err := s.r.mountStrata(lowers, upper, work, mnt, s.c.UserXattr)
 	if err == nil {
 		s.mounts = append(s.mounts, m)
 	}
@@ -324,7 +342,7 @@ func (s *session) mountStrata(lowers []string, upper, work, mnt string) (*mount,
 }
 
 func (s *session) mountKernel(lowers []string, upper, work, mnt string) (*mount, error) {
-	m, err := s.r.mountKernel(lowers, upper, work, mnt)
+	m, err := s.r.mountKernel(lowers, upper, work, mnt, s.c.UserXattr)
 	if err == nil {
 		s.mounts = append(s.mounts, m)
 	}
@@ -378,6 +396,7 @@ func (s *session) compareTo(phase, kind string, m *mount, want Tree, got, wantNa
 func (s *session) run() *Failure {
 	c := s.c
 	spec := c.Spec()
+	ns := s.ns()
 	S, err := newStack(s.base+"/s", spec.Lowers)
 	if err != nil {
 		return s.setupFailure(err)
@@ -387,22 +406,22 @@ func (s *session) run() *Failure {
 		return s.setupFailure(err)
 	}
 	if c.OCI {
-		if err := Materialize(spec, S.lowers, OCI); err != nil {
+		if err := MaterializeNS(spec, S.lowers, OCI, ns); err != nil {
 			return s.setupFailure(err)
 		}
 		for i, l := range S.lowers {
 			if out, err := exec.Command("cp", "-a", l+"/.", K.lowers[i]).CombinedOutput(); err != nil {
 				return s.setupFailure(fmt.Errorf("cp -a: %v: %s", err, out))
 			}
-			if err := OCIToKernel(K.lowers[i]); err != nil {
+			if err := OCIToKernelNS(K.lowers[i], ns); err != nil {
 				return s.setupFailure(err)
 			}
 		}
 	} else {
-		if err := Materialize(spec, S.lowers, Kernel); err != nil {
+		if err := MaterializeNS(spec, S.lowers, Kernel, ns); err != nil {
 			return s.setupFailure(err)
 		}
-		if err := Materialize(spec, K.lowers, Kernel); err != nil {
+		if err := MaterializeNS(spec, K.lowers, Kernel, ns); err != nil {
 			return s.setupFailure(err)
 		}
 	}
@@ -498,7 +517,7 @@ func (s *session) runOps(phase string, ops []Op, ms, mk *mount) (Tree, Tree, *Fa
 			return nil, nil, s.setupFailure(fmt.Errorf("%s: %v / %v", op, rs, rk))
 		}
 		for _, b := range KnownBugs {
-			if b.Trigger != nil && b.Trigger(*op, rs, rk) {
+			if b.Trigger != nil && b.Trigger(s.c, *op, rs, rk) {
 				s.taints[b.ID] = true
 			}
 		}
@@ -552,11 +571,11 @@ func (s *session) endChecks(phase string, ms, mk *mount, strataUpper, kernelUppe
 			return f
 		}
 	}
-	ra, err := RawLayer(strataUpper)
+	ra, err := RawLayerNS(strataUpper, s.ns())
 	if err != nil {
 		return s.setupFailure(err)
 	}
-	rb, err := RawLayer(kernelUpper)
+	rb, err := RawLayerNS(kernelUpper, s.ns())
 	if err != nil {
 		return s.setupFailure(err)
 	}

@@ -227,6 +227,9 @@ func (c *Case) GoString() string {
 	if c.OCI {
 		b.WriteString("\tOCI: true,\n")
 	}
+	if c.UserXattr {
+		b.WriteString("\tUserXattr: true,\n")
+	}
 	writeOps := func(name string, ops []Op) {
 		fmt.Fprintf(&b, "\t%s: []Op{\n", name)
 		for _, o := range ops {

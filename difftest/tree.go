@@ -406,7 +406,10 @@ type RawObj struct {
 }
 
 // RawLayer lists a real layer directory (an upper layer after unmount).
-func RawLayer(root string) (map[string]RawObj, error) {
+func RawLayer(root string) (map[string]RawObj, error) { return RawLayerNS(root, TrustedNS) }
+
+// RawLayerNS is RawLayer with the opaque xattr in namespace ns.
+func RawLayerNS(root, ns string) (map[string]RawObj, error) {
 	out := map[string]RawObj{}
 	var walk func(rel string) error
 	walk = func(rel string) error {
@@ -427,7 +430,7 @@ func RawLayer(root string) (map[string]RawObj, error) {
 			o := RawObj{Type: st.Mode & unix.S_IFMT}
 			o.Whiteout = o.Type == unix.S_IFCHR && st.Rdev == 0
 			if o.Type == unix.S_IFDIR {
-				v, err := getXattr(root+"/"+crel, "trusted.overlay.opaque")
+				v, err := getXattr(root+"/"+crel, ns+"opaque")
 				o.Opaque = err == nil && v == "y"
 			}
 			out[crel] = o
