@@ -32,8 +32,8 @@ var KnownBugs = []KnownBug{
 		},
 		TaintedLine: func(l string) bool { return strings.HasPrefix(diffSide(l, ": readdir d_ino "), "strata") },
 	},
-	// Empty: every bug found so far is fixed, and its case in
-	// regress_test.go now checks the fix.
+	// A fixed bug leaves this list; its case in regress_test.go then
+	// checks the fix.
 }
 
 // knownLine returns the known bug a difference line belongs to, or nil;
