@@ -226,7 +226,11 @@ func dedupXattrs(xs []Xattr) []Xattr {
 	return out
 }
 
-var symlinkTargets = []string{"a", "b", "c/d", "deep/d0/f", "missing", "/nonexistent-difftest/x", "sp ace", ".", "self"}
+var symlinkTargets = []string{"a", "b", "c/d", "deep/d0/f", "missing", "/nonexistent-difftest/x", "sp ace", ".", "self",
+	longTarget}
+
+// longTarget is the longest symlink target (4095 bytes).
+var longTarget = strings.Repeat("t/", 2047) + "t"
 
 func (g *layerGen) fill(layer int, dir string, s *shape, depth int) {
 	if dir == "" {

@@ -111,10 +111,10 @@ func (o Op) String() string {
 		add("slot=%d", o.Slot)
 	case OpDropCaches, OpRemount:
 	default:
-		add("%q", o.Path)
+		add("%q", short(o.Path))
 	}
 	if o.Path2 != "" || o.Kind == OpRename || o.Kind == OpLink || o.Kind == OpSymlink {
-		add("%q", o.Path2)
+		add("%q", short(o.Path2))
 	}
 	if o.Kind == OpOpen {
 		add("slot=%d", o.Slot)
@@ -160,6 +160,14 @@ func fmtTime(t int64) string {
 		return "OMIT"
 	}
 	return time.Unix(0, t).UTC().Format("2006-01-02T15:04:05.999999999")
+}
+
+// short abbreviates very long strings for logs.
+func short(s string) string {
+	if len(s) > 300 {
+		return fmt.Sprintf("%s...(%d bytes)", s[:40], len(s))
+	}
+	return s
 }
 
 // GoString is the op as a Go composite literal, for regress_test.go.
@@ -228,6 +236,9 @@ func (o Op) GoString() string {
 
 // goStr quotes s, writing the 255-byte names compactly.
 func goStr(s string) string {
+	if s == longTarget {
+		return "longTarget"
+	}
 	if i := strings.Index(s, longName); i >= 0 {
 		return goStr(s[:i]) + " + longName + " + goStr(s[i+len(longName):])
 	}
@@ -291,6 +302,7 @@ func NewOpGen(src rand.Source, spec *LayerSpec) *OpGen {
 	for p := range isDir {
 		g.dirs = append(g.dirs, p)
 	}
+	g.lowerPaths = append(g.lowerPaths, "") // the root itself, now and then
 	sort.Strings(g.dirs)
 	return g
 }
