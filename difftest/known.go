@@ -71,3 +71,14 @@ func diffSide(l, rest string) string {
 	}
 	return l[j+3 : i]
 }
+
+// allowedResult returns the documented difference that accepts the two
+// results of op, or nil.
+func allowedResult(op Op, rs, rk Result) *Difference {
+	for i := range Differences {
+		if d := &Differences[i]; d.AllowResult != nil && d.AllowResult(op, rs, rk) {
+			return d
+		}
+	}
+	return nil
+}

@@ -257,6 +257,14 @@ type OpGen struct {
 	created     []string
 	createdDirs []string
 	fresh       int
+
+	// exists is what the generator believes the mounts show: the merged
+	// view of the layers, updated as if every operation succeeded. It
+	// makes more operations succeed; a wrong belief only makes one fail,
+	// which is tested as well.
+	exists    map[string]Kind
+	existList []string // sorted keys of exists, nil when stale
+	open      [NSlots]bool
 }
 
 // NewOpGen returns a generator drawing from src over the layers of spec.
@@ -304,8 +312,182 @@ func NewOpGen(src rand.Source, spec *LayerSpec) *OpGen {
 	}
 	g.lowerPaths = append(g.lowerPaths, "") // the root itself, now and then
 	sort.Strings(g.dirs)
+	g.exists = MergedView(spec)
 	return g
 }
+
+// MergedView computes what an overlay of spec's layers shows: path to
+// kind (hard links as KFile), "" for the root.
+func MergedView(spec *LayerSpec) map[string]Kind {
+	type key struct {
+		layer int
+		path  string
+	}
+	at := map[key]Entry{}
+	children := map[key][]string{}
+	for _, e := range spec.Entries {
+		k := key{e.Layer, e.Path}
+		if _, ok := at[k]; !ok {
+			at[k] = e
+			pk := key{e.Layer, parentOf(e.Path)}
+			children[pk] = append(children[pk], e.Path[len(parentOf(e.Path)):])
+		}
+	}
+	view := map[string]Kind{"": KDir}
+	var visit func(dir string, layers []int)
+	visit = func(dir string, layers []int) {
+		seen := map[string]bool{}
+		var names []string
+		for _, l := range layers {
+			for _, n := range children[key{l, dir}] {
+				n = strings.TrimPrefix(n, "/")
+				if !seen[n] {
+					seen[n] = true
+					names = append(names, n)
+				}
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			p := joinPath(dir, n)
+			var dirLayers []int
+			for _, l := range layers {
+				e, ok := at[key{l, p}]
+				if !ok {
+					continue
+				}
+				if e.Kind != KDir {
+					if len(dirLayers) == 0 && e.Kind != KWhiteout {
+						k := e.Kind
+						if k == KHardlink {
+							k = KFile
+						}
+						view[p] = k
+					}
+					break
+				}
+				dirLayers = append(dirLayers, l)
+				if e.Opaque {
+					break
+				}
+			}
+			if len(dirLayers) > 0 {
+				view[p] = KDir
+				visit(p, dirLayers)
+			}
+		}
+	}
+	var all []int
+	for l := 0; l < spec.Lowers; l++ {
+		all = append(all, l)
+	}
+	visit("", all)
+	return view
+}
+
+// existing returns the believed-existing paths, sorted.
+func (g *OpGen) existing() []string {
+	if g.existList == nil {
+		for p := range g.exists {
+			g.existList = append(g.existList, p)
+		}
+		sort.Strings(g.existList)
+	}
+	return g.existList
+}
+
+// pickExisting picks a believed-existing path, of a directory when dir
+// is true, of anything else otherwise; "" and false when there is none.
+func (g *OpGen) pickExisting(dir bool) (string, bool) {
+	var cands []string
+	for _, p := range g.existing() {
+		if (g.exists[p] == KDir) == dir && (p != "" || g.r.IntN(20) == 0) {
+			cands = append(cands, p)
+		}
+	}
+	if len(cands) == 0 {
+		return "", false
+	}
+	return g.pick(cands), true
+}
+
+// believe updates the belief as if o succeeded.
+func (g *OpGen) believe(o Op) {
+	add := func(p string, k Kind) {
+		if _, ok := g.exists[p]; !ok && g.exists[parentOf(p)] == KDir && len(baseName(p)) <= 255 {
+			g.exists[p] = k
+			g.existList = nil
+		}
+	}
+	subtree := func(p string) []string {
+		var out []string
+		for _, q := range g.existing() {
+			if q == p || strings.HasPrefix(q, p+"/") {
+				out = append(out, q)
+			}
+		}
+		return out
+	}
+	switch o.Kind {
+	case OpWrite:
+		add(o.Path, KFile)
+	case OpOpenClose:
+		if o.Flags&unix.O_CREAT != 0 {
+			add(o.Path, KFile)
+		}
+	case OpMkdir:
+		add(o.Path, KDir)
+	case OpMknod:
+		add(o.Path, KFifo)
+	case OpSymlink:
+		add(o.Path, KSymlink)
+	case OpLink:
+		if k, ok := g.exists[o.Path]; ok && k != KDir {
+			add(o.Path2, k)
+		}
+	case OpUnlink:
+		if k, ok := g.exists[o.Path]; ok && k != KDir {
+			delete(g.exists, o.Path)
+			g.existList = nil
+		}
+	case OpRmdir:
+		if g.exists[o.Path] == KDir && len(subtree(o.Path)) == 1 && o.Path != "" {
+			delete(g.exists, o.Path)
+			g.existList = nil
+		}
+	case OpRename:
+		src, dst := o.Path, o.Path2
+		sk, sok := g.exists[src]
+		dk, dok := g.exists[dst]
+		exchange := o.Flags == unix.RENAME_EXCHANGE
+		switch {
+		case !sok, src == "", dst == "", src == dst, g.exists[parentOf(dst)] != KDir,
+			strings.HasPrefix(dst, src+"/"), strings.HasPrefix(src, dst+"/"),
+			exchange && !dok, o.Flags == unix.RENAME_NOREPLACE && dok,
+			!exchange && dok && (sk == KDir) != (dk == KDir):
+			return
+		}
+		moved := map[string]Kind{}
+		for _, q := range subtree(src) {
+			moved[dst+q[len(src):]] = g.exists[q]
+			delete(g.exists, q)
+		}
+		for _, q := range subtree(dst) {
+			if o.Flags == unix.RENAME_EXCHANGE {
+				moved[src+q[len(dst):]] = g.exists[q]
+			}
+			delete(g.exists, q)
+		}
+		for q, k := range moved {
+			g.exists[q] = k
+		}
+		g.existList = nil
+	case OpRemount:
+		g.open = [NSlots]bool{}
+	}
+}
+
+func baseName(p string) string { return strings.TrimPrefix(p[len(parentOf(p)):], "/") }
 
 // GenOps generates n operations from seed over spec's layers.
 func GenOps(seed int64, spec *LayerSpec, n int) []Op {
@@ -364,20 +546,43 @@ func (g *OpGen) freshName() string {
 }
 
 func (g *OpGen) dir() string {
-	if len(g.createdDirs) > 0 && g.r.IntN(3) == 0 {
+	switch x := g.r.IntN(10); {
+	case x < 6:
+		if p, ok := g.pickExisting(true); ok {
+			return p
+		}
+	case x < 8 && len(g.createdDirs) > 0:
 		return g.pick(g.createdDirs)
 	}
 	return g.pick(g.dirs)
 }
 
-// path picks an operand path.
-func (g *OpGen) path() string {
+// path picks an operand path: usually one that exists.
+func (g *OpGen) path() string { return g.pathPref(g.r.IntN(2) == 0) }
+
+// pathNew picks a path for a new object: usually a fresh name in an
+// existing directory.
+func (g *OpGen) pathNew() string {
+	if g.r.IntN(10) < 6 {
+		return joinPath(g.dir(), g.freshName())
+	}
+	return g.path()
+}
+
+// pathPref picks an operand path, existing ones of a directory (dir) or
+// not preferred.
+func (g *OpGen) pathPref(dir bool) string {
 	switch x := g.r.IntN(100); {
-	case x < 50 && len(g.lowerPaths) > 0:
+	case x < 45:
+		if p, ok := g.pickExisting(dir); ok {
+			return p
+		}
 		return g.pick(g.lowerPaths)
-	case x < 70 && len(g.created) > 0:
+	case x < 57 && len(g.lowerPaths) > 0:
+		return g.pick(g.lowerPaths)
+	case x < 67 && len(g.created) > 0:
 		return g.pick(g.created)
-	case x < 93:
+	case x < 92:
 		return joinPath(g.dir(), g.freshName())
 	default:
 		p := "deep"
@@ -474,7 +679,7 @@ var opWeights = [opMax]int{
 }
 
 // Next generates one operation.
-func (g *OpGen) Next() Op {
+func (g *OpGen) Next() (o Op) {
 	r := g.r
 	total := 0
 	for _, w := range g.weights {
@@ -489,10 +694,37 @@ func (g *OpGen) Next() Op {
 		}
 		x -= w
 	}
-	o := Op{Kind: kind}
+	// Descriptor operations need an open descriptor, most of the time.
+	var openSlots []int
+	for i, ok := range g.open {
+		if ok {
+			openSlots = append(openSlots, i)
+		}
+	}
+	if kind >= OpFdWrite && kind <= OpClose || kind >= OpFdChmod && kind <= OpFdSync {
+		if len(openSlots) == 0 && r.IntN(10) != 0 {
+			kind = OpOpen
+		}
+	}
+	o = Op{Kind: kind}
+	defer func() {
+		if o.Kind >= OpFdWrite && o.Kind <= OpClose || o.Kind >= OpFdChmod && o.Kind <= OpFdSync {
+			if len(openSlots) > 0 && r.IntN(10) != 0 {
+				o.Slot = openSlots[r.IntN(len(openSlots))]
+			}
+		}
+		switch o.Kind {
+		case OpOpen:
+			k, ok := g.exists[o.Path]
+			g.open[o.Slot] = ok && (k != KDir || o.Flags == unix.O_RDONLY)
+		case OpClose:
+			g.open[o.Slot] = false
+		}
+		g.believe(o)
+	}()
 	switch kind {
 	case OpWrite:
-		o.Path = g.path()
+		o.Path = g.pathPref(false)
 		o.Off = writeOffs[r.IntN(len(writeOffs))]
 		o.Len = writeLens[1+r.IntN(len(writeLens)-1)]
 		if r.IntN(10) == 0 {
@@ -508,25 +740,27 @@ func (g *OpGen) Next() Op {
 		}
 		g.made(o.Path, false)
 	case OpAppend:
-		o.Path = g.path()
+		o.Path = g.pathPref(false)
 		o.Len = writeLens[1+r.IntN(len(writeLens)-1)]
 		o.Fill = byte(r.IntN(256))
 	case OpTruncate:
-		o.Path = g.path()
+		o.Path = g.pathPref(false)
 		o.Off = truncSizes[r.IntN(len(truncSizes))]
 	case OpOpenClose:
-		o.Path = g.path()
+		o.Path = g.pathPref(false)
 		o.Flags = openFlags[r.IntN(len(openFlags))]
 		if o.Flags&unix.O_CREAT != 0 {
 			o.Mode = 0644
 			g.made(o.Path, false)
 		}
 	case OpMkdir:
-		o.Path = g.path()
+		o.Path = g.pathNew()
 		o.Mode = []uint32{0755, 0755, 0700, 01777, 02775}[r.IntN(5)]
 		g.made(o.Path, true)
-	case OpRmdir, OpUnlink:
-		o.Path = g.path()
+	case OpRmdir:
+		o.Path = g.pathPref(true)
+	case OpUnlink:
+		o.Path = g.pathPref(false)
 	case OpRename:
 		o.Path = g.path()
 		o.Path2 = g.target(o.Path)
@@ -538,18 +772,21 @@ func (g *OpGen) Next() Op {
 		}
 		g.made(o.Path2, false)
 	case OpLink:
-		o.Path = g.path()
-		o.Path2 = g.target(o.Path)
+		o.Path = g.pathPref(false)
+		o.Path2 = g.pathNew()
+		if r.IntN(2) == 0 {
+			o.Path2 = g.target(o.Path)
+		}
 		g.made(o.Path2, false)
 	case OpSymlink:
-		o.Path = g.path()
+		o.Path = g.pathNew()
 		o.Path2 = symlinkTargets[r.IntN(len(symlinkTargets))]
 		if r.IntN(3) == 0 {
 			o.Path2 = g.path()
 		}
 		g.made(o.Path, false)
 	case OpMknod:
-		o.Path = g.path()
+		o.Path = g.pathNew()
 		switch x := r.IntN(100); {
 		case x < 80:
 			o.Mode = unix.S_IFIFO | 0644
@@ -602,8 +839,8 @@ func (g *OpGen) Next() Op {
 			o.Flags |= FlagNoFollow
 		}
 	case OpOpen:
-		o.Path = g.path()
 		o.Flags = holdFlags[r.IntN(len(holdFlags))]
+		o.Path = g.pathPref(o.Flags == unix.O_RDONLY && r.IntN(3) == 0)
 		o.Slot = r.IntN(NSlots)
 	case OpFdWrite:
 		o.Slot = r.IntN(NSlots)
