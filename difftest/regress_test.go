@@ -31,10 +31,42 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:   "escaped-overlay-xattrs",
-		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{{Layer: 0, Path: "d", Kind: KDir, Mode: 0755, Mtime: plainTime}}},
+		Name: "escaped-overlay-xattrs",
+		Layers: &LayerSpec{Lowers: 2, Entries: []Entry{
+			{Layer: 0, Path: "d", Kind: KDir, Mode: 0755, Mtime: plainTime},
+			{Layer: 1, Path: "d", Kind: KDir, Mode: 0755, Mtime: plainTime},
+			{Layer: 1, Path: "d/below", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 1},
+		}},
 		Ops: []Op{
 			{Kind: OpSetxattr, Path: "d", Name: "trusted.overlay.x", Value: "v"},
+			// Escaped: d must not become opaque.
+			{Kind: OpSetxattr, Path: "d", Name: "trusted.overlay.opaque", Value: "y"},
+			{Kind: OpRemount},
+			{Kind: OpRemovexattr, Path: "d", Name: "trusted.overlay.x"},
+		},
+		Cross: true,
+		Ops2: []Op{
+			{Kind: OpRemovexattr, Path: "d", Name: "trusted.overlay.opaque"},
+		},
+	},
+	{
+		Name: "escaped-overlay-xattrs-userxattr",
+		Layers: &LayerSpec{Lowers: 2, Entries: []Entry{
+			{Layer: 0, Path: "d", Kind: KDir, Mode: 0755, Mtime: plainTime},
+			{Layer: 1, Path: "d", Kind: KDir, Mode: 0755, Mtime: plainTime},
+			{Layer: 1, Path: "d/below", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 1},
+		}},
+		UserXattr: true,
+		Ops: []Op{
+			{Kind: OpSetxattr, Path: "d", Name: "user.overlay.x", Value: "v"},
+			{Kind: OpSetxattr, Path: "d", Name: "user.overlay.opaque", Value: "y"},
+			{Kind: OpSetxattr, Path: "d", Name: "trusted.overlay.opaque", Value: "y"},
+			{Kind: OpRemount},
+			{Kind: OpRemovexattr, Path: "d", Name: "user.overlay.x"},
+		},
+		Cross: true,
+		Ops2: []Op{
+			{Kind: OpRemovexattr, Path: "d", Name: "user.overlay.opaque"},
 		},
 	},
 	{
