@@ -93,6 +93,13 @@ var Differences = []Difference{
 		},
 	},
 	{
+		ID:       "copy-up-on-write",
+		Kernel:   "copies a lower file up when it is opened for writing, even if nothing is ever written",
+		Strata:   "copies it up at its first change (write, truncate, fallocate, metadata change): the kernel does not tell a FUSE daemon about opens it answers ENOSYS to, and that saves a round trip on every open",
+		Why:      "an open that changes nothing leaves the merged view as it was, in both; what remains visible is the copy itself (the kernel's upper layer holds an identical copy and its parent directories) and the nlink of a lower hard link, which the kernel's copy-up breaks at once and Strata's at the first change",
+		Handling: "a path opened for writing without O_TRUNC on both mounts is noted; for it, nlink differences, fstat results that differ only in nlink, and directories or files that only one upper layer holds at or above it are accepted; content, owners, modes, times and xattrs are still compared",
+	},
+	{
 		ID:       "kernel-features",
 		Kernel:   "redirect_dir, index, metacopy and xino defaults depend on the kernel's configuration",
 		Strata:   "implements the behaviour with all of them off",

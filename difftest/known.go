@@ -32,16 +32,6 @@ var KnownBugs = []KnownBug{
 		},
 		TaintedLine: func(l string) bool { return strings.HasPrefix(diffSide(l, ": readdir d_ino "), "strata") },
 	},
-	{
-		// Still there at 9dbde05 (regress_test.go: fstat-removed-dir,
-		// fstat-removed-fifo fail with STRATA_DIFF_KNOWN=1).
-		ID: "fstat-removed",
-		Summary: "fstat on a descriptor of a removed directory, fifo or other object without a backing file fails " +
-			"with ENOENT; the kernel returns its attributes (nlink 0)",
-		Match: func(f *Failure) bool {
-			return f.Kind == "errno" && f.Op.Kind == OpFdStat && len(f.Diffs) > 0 && strings.HasPrefix(f.Diffs[0], "strata ENOENT")
-		},
-	},
 	// A fixed bug leaves this list; its case in regress_test.go then
 	// checks the fix.
 }

@@ -137,6 +137,18 @@ var regressions = []Case{
 		},
 	},
 	{
+		// The same with the copy-up done: a write.
+		Name: "copyup-stale-nlink-write",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 3, Fill: 1},
+			{Layer: 0, Path: "g", Kind: KHardlink, Target: "f"},
+		}},
+		Ops: []Op{
+			{Kind: OpUnlink, Path: "absent"},
+			{Kind: OpWrite, Path: "f", Off: 1, Len: 1, Fill: 1},
+		},
+	},
+	{
 		Name: "copyup-stale-nlink-fstat",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
 			{Layer: 0, Path: "f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 3, Fill: 1},
@@ -146,6 +158,8 @@ var regressions = []Case{
 		Ops: []Op{
 			{Kind: OpUnlink, Path: "absent"}, // see copyup-stale-nlink
 			{Kind: OpOpen, Path: "f", Flags: unix.O_RDWR},
+			{Kind: OpFdStat},
+			{Kind: OpFdWrite, Off: 1, Len: 1, Fill: 1},
 			{Kind: OpFdStat},
 		},
 	},
@@ -183,9 +197,8 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:     "fstat-removed-dir",
-		KnownBug: "fstat on a descriptor of a directory removed since gives ENOENT; the kernel returns its attributes with nlink 0",
-		Layers:   &LayerSpec{Lowers: 1},
+		Name:   "fstat-removed-dir",
+		Layers: &LayerSpec{Lowers: 1},
 		Ops: []Op{
 			{Kind: OpMkdir, Path: "d", Mode: 0755},
 			{Kind: OpOpen, Path: "d"},
@@ -194,9 +207,8 @@ var regressions = []Case{
 		},
 	},
 	{
-		Name:     "fstat-removed-fifo",
-		KnownBug: "fstat on a descriptor of a fifo unlinked since gives ENOENT; the kernel returns its attributes with nlink 0",
-		Layers:   &LayerSpec{Lowers: 1},
+		Name:   "fstat-removed-fifo",
+		Layers: &LayerSpec{Lowers: 1},
 		Ops: []Op{
 			{Kind: OpMknod, Path: "p", Mode: unix.S_IFIFO | 0644},
 			{Kind: OpOpen, Path: "p"},

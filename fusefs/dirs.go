@@ -5,28 +5,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func (fs *FS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	n := fs.node(in.NodeId)
-	if n == nil {
-		return fuse.ENOENT
-	}
-	d, err := fs.ov.OpenDir(n)
-	if err != nil {
-		return status(err)
-	}
-	out.Fh = fs.addDir(d)
-	// The kernel may keep the listing in the directory's page cache and
-	// reuse it across opens: every change to a directory goes through this
-	// mount, and the kernel drops the cached listing when one happens.
-	out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
-	return fuse.OK
-}
-
-func (fs *FS) ReleaseDir(in *fuse.ReleaseIn) {
-	fs.mu.Lock()
-	delete(fs.dirs, in.Fh)
-	fs.mu.Unlock()
-}
+// Directories are not opened through the daemon either: OPENDIR is
+// answered with ENOSYS (FUSE_NO_OPENDIR_SUPPORT), and the kernel then
+// opens every directory with FOPEN_CACHE_DIR|FOPEN_KEEP_CACHE: it keeps
+// the listing in the directory's page cache and reuses it across opens.
+// That is safe because every change to a directory goes through this
+// mount, and the kernel drops its cached listing when one happens.
 
 func (fs *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return fuse.OK
@@ -34,16 +18,14 @@ func (fs *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 
 // Directory offsets: 1 is after ".", 2 after "..", and every other entry's
 // offset is the engine's name cookie, which means the same in every
-// listing of the directory: the kernel's cached listing (FOPEN_CACHE_DIR)
-// may send a read on from an offset another handle produced.
+// listing of the directory, so any read may go on from any offset.
 func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
-	d := fs.dir(in.Fh)
-	if d == nil {
-		return fuse.EBADF
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
 	}
-	n := d.Node()
 	after := in.Offset
-	ents, err := fs.ov.ReadDir(d, max(after, 2), after == 0)
+	ents, err := fs.ov.ReadDirAt(n, max(after, 2))
 	if err != nil {
 		return status(err)
 	}

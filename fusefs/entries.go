@@ -80,42 +80,32 @@ func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.Attr
 	return fuse.OK
 }
 
-func (fs *FS) create(h *fuse.InHeader, name string, obj overlay.NewObject, out *fuse.EntryOut) (*overlay.Handle, fuse.Status) {
+func (fs *FS) create(h *fuse.InHeader, name string, obj overlay.NewObject, out *fuse.EntryOut) fuse.Status {
 	parent := fs.node(h.NodeId)
 	if parent == nil {
-		return nil, fuse.ENOENT
+		return fuse.ENOENT
 	}
-	n, fh, st, err := fs.ov.Create(parent, name, obj, caller(h))
+	n, _, st, err := fs.ov.Create(parent, name, obj, caller(h))
 	if err != nil {
-		return nil, status(err)
+		return status(err)
 	}
 	fs.fillEntry(out, n, &st)
-	return fh, fuse.OK
+	return fuse.OK
 }
 
+// Mknod makes regular files too: CREATE is answered with ENOSYS (see
+// files.go), so the kernel creates files with MKNOD and opens them
+// without asking.
 func (fs *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	_, s := fs.create(&in.InHeader, name, overlay.NewObject{Kind: in.Mode & unix.S_IFMT, Mode: in.Mode, Rdev: in.Rdev}, out)
-	return s
+	return fs.create(&in.InHeader, name, overlay.NewObject{Kind: in.Mode & unix.S_IFMT, Mode: in.Mode, Rdev: in.Rdev}, out)
 }
 
 func (fs *FS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	_, s := fs.create(&in.InHeader, name, overlay.NewObject{Kind: unix.S_IFDIR, Mode: in.Mode}, out)
-	return s
+	return fs.create(&in.InHeader, name, overlay.NewObject{Kind: unix.S_IFDIR, Mode: in.Mode}, out)
 }
 
 func (fs *FS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
-	_, s := fs.create(h, name, overlay.NewObject{Kind: unix.S_IFLNK, Mode: 0777, Target: target}, out)
-	return s
-}
-
-func (fs *FS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	fh, s := fs.create(&in.InHeader, name, overlay.NewObject{Kind: unix.S_IFREG, Mode: in.Mode, Flags: int(in.Flags)}, &out.EntryOut)
-	if !s.Ok() {
-		return s
-	}
-	out.Fh = fs.addFile(fh)
-	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
-	return fuse.OK
+	return fs.create(h, name, overlay.NewObject{Kind: unix.S_IFLNK, Mode: 0777, Target: target}, out)
 }
 
 func (fs *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {

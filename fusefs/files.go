@@ -5,33 +5,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Open opens a file. FOPEN_KEEP_CACHE keeps the page cache across opens:
-// the cache belongs to the object, not to one open, and copy-up does not
-// change the object's data.
+// Files are never opened or closed through the daemon: OPEN and FLUSH
+// are answered with ENOSYS, after which the
+// kernel stops sending them (FUSE_NO_OPEN_SUPPORT) and every open, close
+// and read from the page cache costs no round trip. CREATE is ENOSYS too,
+// so new files come through MKNOD and need no RELEASE either. The kernel
+// opens with FOPEN_KEEP_CACHE: the page cache belongs to the object, and
+// copy-up does not change the object's data. Requests for file data carry
+// the node ID, and the engine serves them from the node's backing file.
+
+// Open is answered with ENOSYS: the kernel then opens files itself, for
+// good.
 func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	n := fs.node(in.NodeId)
-	if n == nil {
-		return fuse.ENOENT
-	}
-	h, err := fs.ov.Open(n, int(in.Flags))
-	if err != nil {
-		return status(err)
-	}
-	out.Fh = fs.addFile(h)
-	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
-	return fuse.OK
+	return fuse.ENOSYS
+}
+
+// Flush is answered with ENOSYS: the kernel then stops sending it.
+func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	return fuse.ENOSYS
 }
 
 // Read answers from the node's current backing file, spliced to the
-// kernel without a copy through the daemon. The node's data lock is held
-// until the reply is sent (lockedRead.Done), so a concurrent copy-up
-// cannot close the descriptor under the splice.
+// kernel without a copy through the daemon for large reads. The node's
+// data lock is held until the reply is sent (lockedRead.Done), so a
+// concurrent copy-up cannot close the descriptor under the splice.
 func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	h := fs.file(in.Fh)
-	if h == nil {
-		return nil, fuse.EBADF
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return nil, fuse.ENOENT
 	}
-	fd, done, err := fs.ov.ReadFd(h)
+	fd, done, err := fs.ov.ReadFdAt(n)
 	if err != nil {
 		return nil, status(err)
 	}
@@ -80,51 +83,39 @@ func (r *lockedRead) Done() {
 	}
 }
 
+// Write writes to the node's data; the first write to a lower file
+// copies it up.
 func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	h := fs.file(in.Fh)
-	if h == nil {
-		return 0, fuse.EBADF
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return 0, fuse.ENOENT
 	}
-	n, err := fs.ov.Write(h, data, int64(in.Offset))
-	return uint32(n), status(err)
-}
-
-func (fs *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
-	fs.mu.Lock()
-	h := fs.files[in.Fh]
-	delete(fs.files, in.Fh)
-	fs.mu.Unlock()
-	if h != nil {
-		fs.ov.Release(h)
-	}
-}
-
-func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
-	return fuse.OK
+	w, err := fs.ov.WriteAt(n, data, int64(in.Offset))
+	return uint32(w), status(err)
 }
 
 func (fs *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	h := fs.file(in.Fh)
-	if h == nil {
-		return fuse.EBADF
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
 	}
-	return status(fs.ov.Fsync(h, in.FsyncFlags&1 != 0))
+	return status(fs.ov.Sync(n, in.FsyncFlags&1 != 0))
 }
 
 func (fs *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
-	h := fs.file(in.Fh)
-	if h == nil {
-		return fuse.EBADF
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
 	}
-	return status(fs.ov.Fallocate(h, in.Mode, int64(in.Offset), int64(in.Length)))
+	return status(fs.ov.Allocate(n, in.Mode, int64(in.Offset), int64(in.Length)))
 }
 
 func (fs *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
-	h := fs.file(in.Fh)
-	if h == nil {
-		return fuse.EBADF
+	n := fs.node(in.NodeId)
+	if n == nil {
+		return fuse.ENOENT
 	}
-	off, err := fs.ov.Lseek(h, int64(in.Offset), int(in.Whence))
+	off, err := fs.ov.Seek(n, int64(in.Offset), int(in.Whence))
 	if err != nil {
 		return status(err)
 	}

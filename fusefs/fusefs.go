@@ -12,7 +12,6 @@
 package fusefs
 
 import (
-	"sync"
 	"syscall"
 	"time"
 
@@ -27,13 +26,7 @@ type FS struct {
 
 	ov      *overlay.FS
 	timeout time.Duration
-
-	mu      sync.Mutex
-	nextFh  uint64
-	files   map[uint64]*overlay.Handle
-	dirs    map[uint64]*overlay.DirHandle
 	server  *fuse.Server
-	onPanic func(any)
 }
 
 // New returns a FUSE file system serving ov. timeout is how long the
@@ -43,8 +36,6 @@ func New(ov *overlay.FS, timeout time.Duration) *FS {
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		ov:            ov,
 		timeout:       timeout,
-		files:         map[uint64]*overlay.Handle{},
-		dirs:          map[uint64]*overlay.DirHandle{},
 	}
 }
 
@@ -97,34 +88,6 @@ func (fs *FS) fillEntry(out *fuse.EntryOut, n *overlay.Node, st *unix.Stat_t) {
 	out.SetEntryTimeout(fs.timeout)
 	out.SetAttrTimeout(fs.timeout)
 	fillAttr(&out.Attr, st)
-}
-
-func (fs *FS) addFile(h *overlay.Handle) uint64 {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.nextFh++
-	fs.files[fs.nextFh] = h
-	return fs.nextFh
-}
-
-func (fs *FS) file(fh uint64) *overlay.Handle {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	return fs.files[fh]
-}
-
-func (fs *FS) addDir(d *overlay.DirHandle) uint64 {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.nextFh++
-	fs.dirs[fs.nextFh] = d
-	return fs.nextFh
-}
-
-func (fs *FS) dir(fh uint64) *overlay.DirHandle {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	return fs.dirs[fh]
 }
 
 func caller(h *fuse.InHeader) overlay.Caller {

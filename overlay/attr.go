@@ -17,9 +17,11 @@ func (fs *FS) fixAttr(n *Node, st *unix.Stat_t) {
 	st.Uid, st.Gid = fs.ids.toMount(st.Uid, st.Gid)
 }
 
-// Getattr returns the node's attributes: those of the open backing file
-// when there is one (so they follow copy-up and unlink), else those of
-// the visible real object.
+// Getattr returns the node's attributes: those of its open backing file
+// when there is one (so they follow copy-up), else those of the visible
+// real object. A node whose name was removed answers too, as the kernel
+// may have it open: from the place its data was kept, from its lower
+// object (still there), or from its last attributes.
 func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	n.dataMu.RLock()
@@ -33,6 +35,9 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 			if l != nil && l.override != "" {
 				applyOverride(l, realRef{fd: b.fd}, &st)
 			}
+			if n.grave != "" && st.Nlink > 0 {
+				st.Nlink-- // the work directory's link is not a name
+			}
 		}
 		n.dataMu.RUnlock()
 		if err != nil {
@@ -45,8 +50,28 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
-	if n.deleted || n.anon {
+	switch {
+	case n.anon:
 		return st, unix.ENOENT
+	case n.deleted && n.gone != nil:
+		st = *n.gone
+		fs.fixAttr(n, &st)
+		return st, nil
+	case n.deleted && n.upper:
+		if n.grave == "" {
+			return st, unix.ENOENT
+		}
+		if err := unix.Lstat(n.grave, &st); err != nil {
+			return st, err
+		}
+		if fs.upper.override != "" {
+			applyOverride(fs.upper, realRef{path: n.grave}, &st)
+		}
+		if st.Nlink > 0 {
+			st.Nlink--
+		}
+		fs.fixAttr(n, &st)
+		return st, nil
 	}
 	l := n.topLayer()
 	if l == nil {
@@ -189,6 +214,9 @@ func (fs *FS) onReal(n *Node, fn func(path string, fd int) error) error {
 	defer n.dataMu.RUnlock()
 	if b := n.backing; b != nil && b.upper {
 		return fn("", b.fd)
+	}
+	if n.deleted && n.grave != "" {
+		return fn(n.grave, -1)
 	}
 	if n.deleted || n.anon {
 		return unix.ENOENT

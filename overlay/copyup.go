@@ -141,12 +141,12 @@ func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) 
 	n.lowers = nil
 	ok = true
 	fs.copyUps.Add(1)
+	// The new file becomes the node's backing file: every reader and
+	// writer of the node uses it from now on.
 	n.dataMu.Lock()
-	if b := n.backing; b != nil {
-		unix.Close(b.fd)
-		b.fd, b.writable, b.upper = tfd, true, true
-	} else {
-		unix.Close(tfd)
+	b := fs.setBackingLocked(n, tfd, true, true)
+	if n.anon {
+		b.keep = true // its only copy
 	}
 	n.dataMu.Unlock()
 	return nil

@@ -15,7 +15,10 @@ type NewObject struct {
 	Mode   uint32 // permission bits, umask already applied
 	Rdev   uint32 // devices
 	Target string // symlinks
-	Flags  int    // regular files: open flags of the handle to return
+	// Regular files: Open asks for a handle on the new file, opened with
+	// Flags.
+	Open  bool
+	Flags int
 }
 
 // Create makes a new object in parent and returns its node (with one
@@ -156,12 +159,19 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		n.upperIno = st.Ino
 	}
 	n = fs.insertNode(n, parent, name)
+	parent.dropListing()
 	var h *Handle
 	if fd >= 0 {
+		// The new file's descriptor is its backing file: the writes that
+		// usually follow need no open. A caller that asked for a handle
+		// gets one that pins it.
 		n.dataMu.Lock()
-		n.backing = &backing{fd: fd, writable: true, upper: true, opens: 1}
+		b := fs.setBackingLocked(n, fd, true, true)
+		if obj.Open {
+			b.pins++
+			h = &Handle{node: n, flags: obj.Flags}
+		}
 		n.dataMu.Unlock()
-		h = &Handle{node: n, flags: obj.Flags}
 	}
 	fs.fixAttr(n, &st)
 	return n, h, st, nil
@@ -210,6 +220,7 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 		return st, err
 	}
 	fs.addAlias(n, parent, name)
+	parent.dropListing()
 	fs.tableMu.Lock()
 	n.refs++
 	fs.links[n.upperIno] = n

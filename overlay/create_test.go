@@ -263,7 +263,7 @@ func TestCreateInLowerDir(t *testing.T) {
 	build(t, s.lower(0), "a/b/keep=k")
 	fs := s.mount()
 	b, _ := mustWalk(t, fs, "a/b")
-	n, h, _, err := fs.Create(b, "new", overlay.NewObject{Kind: unix.S_IFREG, Mode: 0600, Flags: unix.O_WRONLY}, caller0)
+	n, h, _, err := fs.Create(b, "new", overlay.NewObject{Kind: unix.S_IFREG, Mode: 0600, Open: true, Flags: unix.O_WRONLY}, caller0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,10 @@ type Config struct {
 	// upper layer (OverridePrivileged or OverrideUser) instead of chown
 	// and chmod.
 	XattrPermissions int
+	// MaxOpenFiles bounds the backing files kept open (0:
+	// DefaultMaxOpenFiles). Files in use are never closed, so the bound
+	// can be exceeded while more are busy at once.
+	MaxOpenFiles int
 }
 
 // FS is a mounted overlay's engine.
@@ -58,6 +62,8 @@ type FS struct {
 	root    *Node
 
 	selfUID, selfGID uint32 // who the daemon creates files as
+
+	files fileCache // open backing files
 
 	tmpSeq  atomic.Uint64
 	copyUps atomic.Uint64
@@ -142,13 +148,25 @@ func New(cfg Config) (*FS, error) {
 		return nil, err
 	}
 	fs.root = root
+	fs.files.max = cfg.MaxOpenFiles
+	if fs.files.max <= 0 {
+		fs.files.max = DefaultMaxOpenFiles
+	}
+	fs.files.stop, fs.files.done = make(chan struct{}), make(chan struct{})
+	go fs.sweeper()
 	ok = true
 	return fs, nil
 }
 
-// Close releases the layers and the work directory lock. Open nodes are
-// not touched.
+// Close releases the layers, the backing files and the work directory
+// lock.
 func (fs *FS) Close() error {
+	if fs.files.stop != nil {
+		close(fs.files.stop)
+		<-fs.files.done
+		fs.files.stop = nil
+	}
+	fs.closeAllFiles()
 	for _, l := range fs.layers {
 		l.close()
 	}

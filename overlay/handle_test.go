@@ -124,8 +124,8 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// TestHandleRelease: handles of one node share one open file, closed
-// with the last release.
+// TestHandleRelease: handles of one node share one open file, kept in
+// the engine's cache after the last release and closed once idle.
 func TestHandleRelease(t *testing.T) {
 	s := newStack(t, 1)
 	build(t, s.lower(0), "a=a", "b=b")
@@ -161,8 +161,13 @@ func TestHandleRelease(t *testing.T) {
 	}
 	fs.Release(hs[2])
 	fs.Release(hb)
+	if got := openFDs(t); got != base+2 {
+		t.Fatalf("%d descriptors open after every release, want the 2 cached", got-base)
+	}
+	fs.CloseIdleFiles() // first pass: used since the last one
+	fs.CloseIdleFiles()
 	if got := openFDs(t); got != base {
-		t.Fatalf("%d descriptors left open after every release", got-base)
+		t.Fatalf("%d descriptors left open when idle", got-base)
 	}
 	if _, err := fs.Read(hs[2], make([]byte, 1), 0); err != unix.EBADF {
 		t.Fatalf("read through a released handle: %v, want EBADF", err)
@@ -178,6 +183,8 @@ func TestHandleRelease(t *testing.T) {
 	}
 	fs.Release(h)
 	fs.Release(h2)
+	fs.CloseIdleFiles()
+	fs.CloseIdleFiles()
 	if got := openFDs(t); got != base {
 		t.Fatalf("%d descriptors left open", got-base)
 	}
@@ -192,7 +199,6 @@ func TestHandleUnlinkedWhileOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fs.Release(h)
 	if _, err := fs.Write(h, []byte("before"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -242,6 +248,15 @@ func TestHandleUnlinkedWhileOpen(t *testing.T) {
 	if ents, _ := os.ReadDir(s.upper); len(ents) != 0 {
 		t.Fatalf("upper layer not empty: %v", ents)
 	}
+	// Its data stays in the work directory for the kernel's open files
+	// until the kernel forgets the node.
+	fs.CloseIdleFiles()
+	fs.CloseIdleFiles()
+	if got := readHandle(t, fs, h); got != "AF" {
+		t.Fatalf("read after the backing file was closed: %q", got)
+	}
+	fs.Release(h)
+	fs.Forget(f, 1)
 	wantWorkEmpty(t, s)
 }
 

@@ -397,7 +397,7 @@ func ts(sec int64) unix.Timespec { return unix.Timespec{Sec: sec, Nsec: 12345678
 var caller0 = overlay.Caller{}
 
 func objFile(mode uint32) overlay.NewObject {
-	return overlay.NewObject{Kind: unix.S_IFREG, Mode: mode, Flags: unix.O_RDWR}
+	return overlay.NewObject{Kind: unix.S_IFREG, Mode: mode, Open: true, Flags: unix.O_RDWR}
 }
 
 func objDir(mode uint32) overlay.NewObject {

@@ -30,10 +30,11 @@ type Node struct {
 	children map[string]*Node // referenced children, directories only
 
 	// Guarded by treeMu.
-	upper    bool   // the object exists in the upper layer
-	upperIno uint64 // real inode number in the upper layer (non-directories)
-	anon     bool   // copied up after it was unlinked: backing is its only copy
-	lowers   []int  // directories: merged lower layers, top-most first;
+	upper    bool         // the object exists in the upper layer
+	upperIno uint64       // real inode number in the upper layer (non-directories)
+	anon     bool         // copied up after it was unlinked: backing is its only copy
+	gone     *unix.Stat_t // a removed object's last attributes, when nothing else has them
+	lowers   []int        // directories: merged lower layers, top-most first;
 	//              others: the lower layer holding the data (len <= 1)
 
 	// Guarded by tableMu.
@@ -45,10 +46,17 @@ type Node struct {
 	// listing showed none. Atomic: written under treeMu held shared.
 	ociKnown, ociHas atomic.Uint64
 
+	// A directory's merged listing, kept between reads (readdir.go).
+	listing atomic.Pointer[[]DirEntry]
+
 	copyMu sync.Mutex
 
 	dataMu  sync.RWMutex
-	backing *backing // shared open real file, nil when no handle is open
+	backing *backing // the open real file (backing.go), nil when closed
+	// Where an unlinked upper file's data was kept (in the work
+	// directory) for the kernel's open files of it. Written with treeMu
+	// (exclusive) and dataMu held, read with either.
+	grave string
 }
 
 type link struct {
@@ -174,13 +182,15 @@ func (fs *FS) ref(n *Node) {
 }
 
 // Forget drops count kernel references to n. A node with no references
-// left is removed from the table; its parent may follow.
+// left is removed from the table; its parent may follow. A removed file
+// node's backing file is closed (unless an explicit open still pins it)
+// and the data an unlinked file left in the work directory goes.
 func (fs *FS) Forget(n *Node, count uint64) {
 	if n == fs.root {
 		return
 	}
+	var dropped []*Node
 	fs.tableMu.Lock()
-	defer fs.tableMu.Unlock()
 	if count > n.refs {
 		count = n.refs
 	}
@@ -199,7 +209,29 @@ func (fs *FS) Forget(n *Node, count uint64) {
 				delete(a.parent.children, a.name)
 			}
 		}
+		if n.kind == unix.S_IFREG {
+			dropped = append(dropped, n)
+		}
 		n = p
+	}
+	fs.tableMu.Unlock()
+	for _, n := range dropped {
+		fs.dropData(n)
+	}
+}
+
+// dropData releases what a node no longer in the table holds of its
+// data. The caller holds no lock.
+func (fs *FS) dropData(n *Node) {
+	n.dataMu.Lock()
+	grave := n.grave
+	n.grave = ""
+	if b := n.backing; b != nil && b.pins == 0 {
+		fs.closeBackingLocked(n)
+	}
+	n.dataMu.Unlock()
+	if grave != "" {
+		unix.Unlink(grave)
 	}
 }
 

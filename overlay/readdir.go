@@ -194,12 +194,40 @@ func (fs *FS) isWhiteoutAt(path string) bool {
 	return unix.Lstat(path, &st) == nil && isWhiteout(&st)
 }
 
-// DirHandle is an open directory. Its listing is a snapshot taken when
-// reading starts at offset 0. Offsets are name cookies, not positions, so
-// a reader that goes on from an offset, with this snapshot or a fresh one
-// (another handle's, after the directory changed), neither skips nor
-// repeats a name that stayed: seekdir/telldir stay valid, and so do the
-// offsets the kernel keeps in its cached copy of the listing.
+// ReadDirAt returns the directory's entries whose cookies come after the
+// offset after (0: from the start), from the node's listing: built on
+// the first read and kept until the directory changes or a read finds
+// nothing left (the kernel keeps its own copy of a listing it has read
+// to the end). Any snapshot serves any offset, because offsets are name
+// cookies, not positions: a reader going on from an offset neither skips
+// nor repeats a name that stayed, and the offsets the kernel keeps in its
+// cached copy stay valid.
+func (fs *FS) ReadDirAt(n *Node, after uint64) ([]DirEntry, error) {
+	if n.kind != unix.S_IFDIR {
+		return nil, unix.ENOTDIR
+	}
+	ents := n.listing.Load()
+	if ents == nil {
+		l, err := fs.buildListing(n)
+		if err != nil {
+			return nil, err
+		}
+		ents = &l
+	}
+	i := sort.Search(len(*ents), func(i int) bool { return (*ents)[i].Off > after })
+	if i == len(*ents) {
+		n.listing.CompareAndSwap(ents, nil)
+		return nil, nil
+	}
+	return (*ents)[i:], nil
+}
+
+// dropListing forgets the directory's listing after a change to its
+// entries. The caller holds treeMu exclusively.
+func (n *Node) dropListing() { n.listing.Store(nil) }
+
+// DirHandle is an open directory with a listing of its own: a snapshot
+// taken when reading starts at offset 0 (see ReadDirAt on offsets).
 type DirHandle struct {
 	node    *Node
 	entries []DirEntry
@@ -222,25 +250,27 @@ func (fs *FS) OpenDir(n *Node) (*DirHandle, error) {
 // fresh snapshot; the first read takes one too.
 func (fs *FS) ReadDir(d *DirHandle, after uint64, rewind bool) ([]DirEntry, error) {
 	if rewind || !d.loaded {
-		if err := fs.loadDir(d); err != nil {
+		ents, err := fs.buildListing(d.node)
+		if err != nil {
 			return nil, err
 		}
+		d.entries, d.loaded = ents, true
 	}
 	i := sort.Search(len(d.entries), func(i int) bool { return d.entries[i].Off > after })
 	return d.entries[i:], nil
 }
 
-func (fs *FS) loadDir(d *DirHandle) error {
-	n := d.node
+// buildListing lists the directory through the stack, in cookie order,
+// and keeps the result as the node's listing.
+func (fs *FS) buildListing(n *Node) ([]DirEntry, error) {
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
 	if n.deleted {
-		d.entries, d.loaded = nil, true
-		return nil
+		return nil, nil
 	}
 	ents, oci, err := fs.listMergedOCI(n.rel(), n.upper, n.lowers, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n.learnOCI(n.lowers, oci)
 	// Names the kernel already knows carry the overlay inode number (a
@@ -268,6 +298,8 @@ func (fs *FS) loadDir(d *DirHandle) error {
 			ents[i].Off = ents[i-1].Off + 1
 		}
 	}
-	d.entries, d.loaded = ents, true
-	return nil
+	// No change can come between the listing and this store: changes
+	// hold treeMu exclusively.
+	n.listing.Store(&ents)
+	return ents, nil
 }

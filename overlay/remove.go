@@ -46,16 +46,79 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 	rel := parent.childRel(name)
 	dst := fs.upper.path(rel)
 	needWhiteout := len(e.lowers) > 0 || fs.lowerVisible(parent, name)
-	if err := fs.removeUpper(dst, e.upper, isDir, needWhiteout); err != nil {
-		return err
-	}
 	fs.tableMu.Lock()
 	c := parent.children[name]
 	fs.tableMu.Unlock()
+	keep, err := fs.keepData(c, parent, name, &e)
+	if err != nil {
+		return err
+	}
+	grave, err := fs.removeUpper(dst, e.upper, isDir, needWhiteout, keep)
+	if err != nil {
+		return err
+	}
 	if c != nil {
 		fs.detach(parent, name, c)
+		if c.deleted {
+			fs.lastRites(c, &e, grave)
+		}
 	}
+	parent.dropListing()
 	return nil
+}
+
+// keepData prepares an upper object the kernel holds a node for (c) to
+// lose its name (parent, name) with its data kept, for the kernel may
+// have it open. It reports whether the file must be moved into the work
+// directory rather than removed: a regular file whose last link this is.
+// A hard-linked file is kept open instead (its other names are not known
+// here). The caller holds treeMu exclusively.
+func (fs *FS) keepData(c *Node, parent *Node, name string, e *entry) (grave bool, err error) {
+	if c == nil || !e.upper || c.kind != unix.S_IFREG {
+		return false, nil
+	}
+	fs.tableMu.Lock()
+	last := c.parent == parent && c.name == name && len(c.aliases) == 0
+	fs.tableMu.Unlock()
+	if !last {
+		return false, nil
+	}
+	if e.st.Nlink <= 1 {
+		return true, nil
+	}
+	c.dataMu.Lock()
+	defer c.dataMu.Unlock()
+	if c.backing == nil || !c.backing.upper {
+		fd, err := fs.upper.open(parent.childRel(name), unix.O_RDWR|unix.O_NOFOLLOW|unix.O_LARGEFILE, 0)
+		if err != nil {
+			return false, err
+		}
+		fs.setBackingLocked(c, fd, true, true)
+	}
+	c.backing.keep = true
+	return false, nil
+}
+
+// lastRites records what a node that just lost its last name needs to
+// go on answering the kernel: where its upper file's data was kept
+// (grave), or, for anything else that was in the upper layer, its
+// attributes as they were, with no links left. A lower object stays
+// where it is and is found there. The caller holds treeMu exclusively.
+func (fs *FS) lastRites(c *Node, e *entry, grave string) {
+	if !e.upper {
+		return
+	}
+	if c.kind != unix.S_IFREG {
+		st := e.st
+		st.Nlink = 0
+		c.gone = &st
+		return
+	}
+	if grave != "" {
+		c.dataMu.Lock()
+		c.grave = grave
+		c.dataMu.Unlock()
+	}
 }
 
 // removable finds (parent, name) and checks that it can be removed: the
@@ -90,38 +153,46 @@ func (fs *FS) removable(parent *Node, name string, dir bool) (entry, error) {
 
 // removeUpper removes the upper object at dst (if any), leaving a
 // whiteout when asked, atomically: the whiteout replaces the object in
-// one rename.
-func (fs *FS) removeUpper(dst string, exists, isDir, whiteout bool) error {
+// one rename. With keep, a regular file is moved into the work directory
+// instead of removed, and its new path returned.
+func (fs *FS) removeUpper(dst string, exists, isDir, whiteout, keep bool) (grave string, err error) {
 	if !exists {
 		if !whiteout {
-			return nil
+			return "", nil
 		}
-		return unix.Mknod(dst, unix.S_IFCHR, 0)
+		return "", unix.Mknod(dst, unix.S_IFCHR, 0)
 	}
 	if !whiteout {
-		if !isDir {
-			return unix.Unlink(dst)
+		switch {
+		case isDir:
+			clearWhiteouts(dst)
+			return "", unix.Rmdir(dst)
+		case keep:
+			grave = fs.tmpName()
+			return grave, unix.Rename(dst, grave)
 		}
-		clearWhiteouts(dst)
-		return unix.Rmdir(dst)
+		return "", unix.Unlink(dst)
 	}
 	wh := fs.tmpName()
 	if err := unix.Mknod(wh, unix.S_IFCHR, 0); err != nil {
-		return err
+		return "", err
 	}
-	if !isDir {
+	if !isDir && !keep {
 		if err := unix.Rename(wh, dst); err != nil {
 			unix.Unlink(wh)
-			return err
+			return "", err
 		}
-		return nil
+		return "", nil
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, wh, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); err != nil {
 		unix.Unlink(wh)
-		return err
+		return "", err
+	}
+	if keep {
+		return wh, nil // the file, now in the work directory
 	}
 	removeTemp(wh) // the old directory: only whiteouts inside
-	return nil
+	return "", nil
 }
 
 // clearWhiteouts removes the whiteouts of an upper directory that is

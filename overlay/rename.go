@@ -107,6 +107,8 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		if dstNode != nil {
 			fs.move(dstNode, np, nname, op, oname)
 		}
+		op.dropListing()
+		np.dropListing()
 		return nil
 	}
 
@@ -137,6 +139,29 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 			}
 		}
 	}
+	// The object replaced loses its name: keep its data for the kernel,
+	// which may have it open.
+	var lost *Node
+	grave := ""
+	if dstExists && dstNode != nil && dstNode != srcNode {
+		lost = dstNode
+		keep, err := fs.keepData(dstNode, np, nname, &de)
+		if err != nil {
+			return err
+		}
+		if keep {
+			grave = fs.tmpName()
+			if err := unix.Link(dstPath, grave); err != nil {
+				return err
+			}
+		}
+	}
+	renamed := false
+	defer func() {
+		if grave != "" && !renamed {
+			unix.Unlink(grave) // the rename failed
+		}
+	}()
 	srcWhiteout := fs.lowerVisible(op, oname)
 	// A directory moved into a merged directory, or over lower entries,
 	// becomes opaque, so nothing below its new name merges into it.
@@ -167,12 +192,20 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	} else if err := unix.Rename(srcPath, dstPath); err != nil {
 		return err
 	}
-	if dstNode != nil && dstNode != srcNode {
-		fs.detach(np, nname, dstNode)
+	renamed = true
+	if lost != nil {
+		fs.detach(np, nname, lost)
+		if lost.deleted {
+			fs.lastRites(lost, &de, grave)
+		} else if grave != "" {
+			unix.Unlink(grave)
+		}
 	}
 	if srcNode != nil {
 		fs.move(srcNode, op, oname, np, nname)
 	}
+	op.dropListing()
+	np.dropListing()
 	return nil
 }
 

@@ -113,18 +113,22 @@ func (fs *FS) shownXattr(real string) string {
 	return ""
 }
 
-// readRef runs fn on the node's visible real object: its path, or the
-// backing descriptor of an unlinked node.
+// readRef runs fn on the node's visible real object: its path, or for a
+// node whose name was removed, its backing descriptor or the place its
+// data was kept.
 func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
-	if n.deleted || n.anon {
+	if n.deleted && n.upper || n.anon {
 		n.dataMu.RLock()
 		defer n.dataMu.RUnlock()
-		if n.backing == nil {
-			return unix.ENOENT
+		switch {
+		case n.backing != nil:
+			return fn(realRef{fd: n.backing.fd})
+		case n.grave != "":
+			return fn(realRef{path: n.grave})
 		}
-		return fn(realRef{fd: n.backing.fd})
+		return unix.ENOENT
 	}
 	l := n.topLayer()
 	if l == nil {

@@ -100,7 +100,7 @@ func TestKillBeforeCopyUpLink(t *testing.T) {
 	w := startFsyncWriter(t, s.Mnt, files...)
 	w.waitRecords(t, files, 10)
 
-	cu := startHelper(t, "open-rw", filepath.Join(s.Mnt, "big"))
+	cu := startHelper(t, "copy-up", filepath.Join(s.Mnt, "big"))
 	waitForFile(t, mark, cu)
 	if tmp := workFiles(pid, s.Work); len(tmp) == 0 {
 		t.Logf("note: the paused daemon holds no file in workdir/work (%v)", tmp)
@@ -115,7 +115,7 @@ func TestKillBeforeCopyUpLink(t *testing.T) {
 	if err, done := cu.wait(20 * time.Second); !done {
 		t.Fatalf("the paused copy-up's caller still blocked 20 s after the daemon died: a hang")
 	} else if err == nil {
-		t.Errorf("opening big for writing succeeded on a daemon killed before the copy-up ended")
+		t.Errorf("copying big up (chown) succeeded on a daemon killed before the copy-up ended")
 	} else {
 		t.Logf("the paused copy-up's caller got: %s", strings.TrimSpace(cu.out.String()))
 	}
@@ -137,7 +137,7 @@ func TestKillBeforeCopyUpLink(t *testing.T) {
 	mark2 := filepath.Join(s.Dir, "paused2")
 	pid = mountDaemon(t, s, "STRATA_TEST_PAUSE_COPYUP=tree/sub", "STRATA_TEST_PAUSE_MARK="+mark2)
 	checkWorkClean(t, s.Work)
-	cu = startHelper(t, "open-rw", filepath.Join(s.Mnt, "tree", "sub", "deeper", "leaf"))
+	cu = startHelper(t, "copy-up", filepath.Join(s.Mnt, "tree", "sub", "deeper", "leaf"))
 	waitForFile(t, mark2, cu)
 	left, _ := os.ReadDir(filepath.Join(s.Work, "work"))
 	if len(left) == 0 {
@@ -165,10 +165,10 @@ func TestKillBeforeCopyUpLink(t *testing.T) {
 		checkRecords(t, filepath.Join(s.Mnt, f), f, starts[f], files, acked[f])
 	}
 	// The interrupted copy-ups now complete.
-	if out, err := runHelper(t, 60*time.Second, "open-rw", filepath.Join(s.Mnt, "big")); err != nil {
+	if out, err := runHelper(t, 60*time.Second, "copy-up", filepath.Join(s.Mnt, "big")); err != nil {
 		t.Fatalf("copy-up of big after the remount: %v %s", err, out)
 	}
-	if out, err := runHelper(t, 60*time.Second, "open-rw", filepath.Join(s.Mnt, "tree", "sub", "deeper", "leaf")); err != nil {
+	if out, err := runHelper(t, 60*time.Second, "copy-up", filepath.Join(s.Mnt, "tree", "sub", "deeper", "leaf")); err != nil {
 		t.Fatalf("copy-up of tree/sub/deeper/leaf after the remount: %v %s", err, out)
 	}
 	if up := statObj(filepath.Join(s.Upper, "big")); up.String() != lowerBig.String() {
@@ -293,7 +293,7 @@ func TestRandomKillDuringBigCopyUp(t *testing.T) {
 	// How long one copy-up takes, from the caller's start.
 	pid := mountDaemon(t, s)
 	start := time.Now()
-	if out, err := runHelper(t, 60*time.Second, "open-rw", filepath.Join(s.Mnt, "big")); err != nil {
+	if out, err := runHelper(t, 60*time.Second, "copy-up", filepath.Join(s.Mnt, "big")); err != nil {
 		t.Fatalf("copy-up: %v %s", err, out)
 	}
 	took := time.Since(start)
@@ -317,7 +317,7 @@ func TestRandomKillDuringBigCopyUp(t *testing.T) {
 		// The writer slows the copy-up down: kills up to 2.5 times the
 		// calibrated time hit before, during and after it.
 		delay := time.Duration(rng.Int64N(int64(took) * 5 / 2))
-		cu := startHelper(t, "open-rw", filepath.Join(s.Mnt, "big"))
+		cu := startHelper(t, "copy-up", filepath.Join(s.Mnt, "big"))
 		time.Sleep(delay)
 		inFlight := workFiles(pid, s.Work)
 		crash(t, pid)

@@ -57,12 +57,8 @@ func helperMain(args []string) error {
 	case "probe": // DIR: requests the kernel cannot answer from its caches
 		fmt.Println(probe(path))
 		return nil
-	case "open-rw": // PATH: opening for writing copies the file up
-		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open %s: %s", path, errName(err))
-		}
-		return unix.Close(fd)
+	case "copy-up": // PATH: a change that changes nothing (chown to its own owner) copies it up
+		return chownSelf(path)
 	case "copyup-tree": // ROOT: copies up every object, top-down
 		return copyUpTree(path)
 	case "creator": // DIR TAG: creates files and directories until an error
@@ -74,21 +70,17 @@ func helperMain(args []string) error {
 }
 
 // probe makes requests that must reach the daemon: a lookup of a name
-// never seen, a directory open and read, a statx wanting more than the
-// cached attributes. It returns "OK" or the errno names.
+// never seen, an xattr read (never cached), a statx wanting more than the
+// cached attributes. (Opening and listing a directory may not reach it:
+// the kernel keeps listings.) It returns "OK" or the errno names.
 func probe(dir string) string {
 	var errs []string
 	var st unix.Stat_t
 	if err := unix.Lstat(filepath.Join(dir, fmt.Sprintf("never-seen-%d", os.Getpid())), &st); err != unix.ENOENT {
 		errs = append(errs, "lookup:"+errName(err))
 	}
-	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-		errs = append(errs, "opendir:"+errName(err))
-	} else {
-		if _, err := unix.Getdents(fd, make([]byte, 4096)); err != nil {
-			errs = append(errs, "readdir:"+errName(err))
-		}
-		unix.Close(fd)
+	if _, err := unix.Lgetxattr(dir, "user.strata-probe", make([]byte, 64)); err != unix.ENODATA {
+		errs = append(errs, "getxattr:"+errName(err))
 	}
 	var stx unix.Statx_t
 	if err := unix.Statx(unix.AT_FDCWD, dir, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_FORCE_SYNC, unix.STATX_ALL, &stx); err != nil {
@@ -101,8 +93,7 @@ func probe(dir string) string {
 }
 
 // copyUpTree makes every object below root (through the mount) go to the
-// upper layer without changing it: regular files are opened for writing,
-// anything else gets chown'ed to its own owner.
+// upper layer without changing it: each gets chown'ed to its own owner.
 func copyUpTree(root string) error {
 	return filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
@@ -111,19 +102,21 @@ func copyUpTree(root string) error {
 		if p == root {
 			return nil
 		}
-		if fi.Mode().IsRegular() {
-			fd, err := unix.Open(p, unix.O_RDWR|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("open %s: %s", p, errName(err))
-			}
-			return unix.Close(fd)
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		return unix.Lchown(p, int(st.Uid), int(st.Gid))
+		return chownSelf(p)
 	})
+}
+
+// chownSelf chowns path (not following a symlink) to the owner it has:
+// a metadata change that changes nothing, and copies the object up.
+func chownSelf(path string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return err
+	}
+	if err := unix.Lchown(path, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("chown %s: %s", path, errName(err))
+	}
+	return nil
 }
 
 // creator makes files (mode 0640) and directories (mode 0750) in dir from
@@ -491,7 +484,7 @@ func workFiles(pid int, work string) []string {
 func expectDead(t *testing.T, mnt string) {
 	t.Helper()
 	out, _ := runHelper(t, 10*time.Second, "probe", mnt)
-	if out != "lookup:ENOTCONN opendir:ENOTCONN statx:ENOTCONN" {
+	if out != "lookup:ENOTCONN getxattr:ENOTCONN statx:ENOTCONN" {
 		t.Errorf("requests on the dead mount %s: %s, want ENOTCONN for each", mnt, out)
 	}
 }
