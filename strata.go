@@ -186,6 +186,12 @@ func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
 		// be able to replace: not used yet.
 		DisabledCapabilities: fuse.CAP_PASSTHROUGH,
 	}
+	// The kernel leaves it to the daemon to drop set-id bits on writes,
+	// truncates and chown (FUSE_HANDLE_KILLPRIV_V2), which spares a
+	// GETATTR per chown and most security.capability lookups per write.
+	// (No writeback cache: with it the kernel keeps files' mtimes to
+	// itself, and they drift from what the upper layer records.)
+	mo.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
 	if mo.FsName == "" {
 		mo.FsName = "strata"
 	}

@@ -261,6 +261,37 @@ var regressions = []Case{
 		},
 	},
 	{
+		// Writes and truncates by a process without CAP_FSETID drop the
+		// set-id bits; the kernel leaves that to Strata
+		// (FUSE_HANDLE_KILLPRIV_V2), whose own writes, as root, would
+		// keep them.
+		Name: "unprivileged-write-drops-setid",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "w", Kind: KFile, Mode: 06777, UID: 1000, GID: 1000, Mtime: plainTime, Size: 9, Fill: 2},
+			{Layer: 0, Path: "t", Kind: KFile, Mode: 06777, UID: 1000, GID: 1000, Mtime: plainTime, Size: 9, Fill: 3},
+			{Layer: 0, Path: "g", Kind: KFile, Mode: 02766, UID: 1000, GID: 1000, Mtime: plainTime, Size: 9, Fill: 4},
+			{Layer: 0, Path: "r", Kind: KFile, Mode: 06777, UID: 1000, GID: 1000, Mtime: plainTime, Size: 9, Fill: 5},
+		}},
+		Ops: []Op{
+			{Kind: OpWrite, Path: "w", Off: 2, Len: 3, Fill: 7, As: 12345},
+			{Kind: OpTruncate, Path: "t", Off: 4, As: 12345},
+			{Kind: OpWrite, Path: "g", Off: 2, Len: 3, Fill: 7, As: 12345},
+			{Kind: OpWrite, Path: "r", Off: 2, Len: 3, Fill: 7},
+		},
+	},
+	{
+		// An allowed difference (DIFFERENCES.md, kernel-estale).
+		Name: "kernel-estale-symlink-link-rename",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "e", Kind: KSymlink, Mode: 0777, Mtime: plainTime, Target: "missing"},
+		}},
+		UserXattr: true,
+		Ops: []Op{
+			{Kind: OpLink, Path: "e", Path2: "deep"},
+			{Kind: OpRename, Path: "e", Path2: "deep"},
+		},
+	},
+	{
 		// An allowed difference (DIFFERENCES.md): the kernel says EEXIST.
 		Name: "unlinked-lower-fd-metadata",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{

@@ -66,9 +66,12 @@ func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.Attr
 	set(fuse.FATTR_MTIME, overlay.SetMtime)
 	set(fuse.FATTR_ATIME_NOW, overlay.SetAtimeNow)
 	set(fuse.FATTR_MTIME_NOW, overlay.SetMtimeNow)
+	if v&fuse.FATTR_KILL_SUIDGID != 0 {
+		a.KillSUIDGID, a.InGroup = true, inGroup(&in.InHeader)
+	}
 	a.Atime = unix.Timespec{Sec: int64(in.Atime), Nsec: int64(in.Atimensec)}
 	a.Mtime = unix.Timespec{Sec: int64(in.Mtime), Nsec: int64(in.Mtimensec)}
-	if a.Valid == 0 {
+	if a.Valid == 0 && !a.KillSUIDGID {
 		return fs.GetAttr(cancel, &fuse.GetAttrIn{InHeader: in.InHeader}, out)
 	}
 	st, err := fs.ov.Setattr(n, &a)

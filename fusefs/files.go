@@ -90,6 +90,12 @@ func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint
 	if n == nil {
 		return 0, fuse.ENOENT
 	}
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+		// The writer lacks CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2).
+		if err := fs.ov.DropSetID(n, inGroup(&in.InHeader)); err != nil {
+			return 0, status(err)
+		}
+	}
 	w, err := fs.ov.WriteAt(n, data, int64(in.Offset))
 	return uint32(w), status(err)
 }

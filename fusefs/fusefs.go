@@ -1,17 +1,34 @@
 // Package fusefs serves an overlay.FS over the FUSE protocol. It is a thin
-// translation layer: FUSE node IDs are overlay node IDs, file handles map
-// to overlay handles, and every semantic decision is the engine's.
+// translation layer: FUSE node IDs are overlay node IDs, and every
+// semantic decision is the engine's.
 //
-// The kernel contract it relies on: entries and attributes are cached for
-// a long time (a mounted overlay's layers must not be changed underneath
-// it, and every change goes through this file system, so the kernel is
-// told of each), file data is cached in the page cache of the single
-// kernel inode of each overlay object (FOPEN_KEEP_CACHE, no automatic
-// invalidation), and writes go through to the daemon (no writeback cache),
-// which is what keeps mappings coherent across copy-up.
+// The kernel contract it relies on, chosen to spare round trips (each
+// costs tens of microseconds, more than most operations' work):
+//
+//   - Entries and attributes are cached for a long time (a mounted
+//     overlay's layers must not be changed underneath it, and every
+//     change goes through this file system, so the kernel knows of each).
+//   - OPEN, OPENDIR, FLUSH and CREATE are answered with ENOSYS: the
+//     kernel then opens and closes files and directories on its own, and
+//     creates files with MKNOD. There are no file handles; data requests
+//     name the node, and the engine serves them from the node's backing
+//     file. The kernel opens files with FOPEN_KEEP_CACHE and directories
+//     with FOPEN_CACHE_DIR: data and listings stay in the page cache of
+//     the object's single kernel inode across opens, with no automatic
+//     invalidation (explicit data cache control), which is what keeps
+//     mappings coherent across copy-up.
+//   - Writes go through to the daemon (no writeback cache), so the upper
+//     layer's times are the ones the mount shows.
+//   - The daemon drops set-id bits on unprivileged writes and truncates
+//     (FUSE_HANDLE_KILLPRIV_V2).
+package fusefs
 package fusefs
 
 import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -92,4 +109,29 @@ func (fs *FS) fillEntry(out *fuse.EntryOut, n *overlay.Node, st *unix.Stat_t) {
 
 func caller(h *fuse.InHeader) overlay.Caller {
 	return overlay.Caller{UID: h.Uid, GID: h.Gid}
+}
+
+// inGroup returns a test of whether the process that made a request is
+// in a group: its group from the request, else its supplementary groups
+// as /proc shows them (read only when asked).
+func inGroup(h *fuse.InHeader) func(gid uint32) bool {
+	return func(gid uint32) bool {
+		if gid == h.Gid {
+			return true
+		}
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", h.Pid))
+		if err != nil {
+			return false
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if groups, ok := strings.CutPrefix(l, "Groups:"); ok {
+				for _, g := range strings.Fields(groups) {
+					if v, err := strconv.ParseUint(g, 10, 32); err == nil && uint32(v) == gid {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
 }

@@ -35,8 +35,8 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 			if l != nil && l.override != "" {
 				applyOverride(l, realRef{fd: b.fd}, &st)
 			}
-			if n.grave != "" && st.Nlink > 0 {
-				st.Nlink-- // the work directory's link is not a name
+			if n.grave != "" || !b.upper {
+				fs.unlinkedNlink(n, &st)
 			}
 		}
 		n.dataMu.RUnlock()
@@ -53,11 +53,11 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	switch {
 	case n.anon:
 		return st, unix.ENOENT
-	case n.deleted && n.gone != nil:
+	case n.deleted.Load() && n.gone != nil:
 		st = *n.gone
 		fs.fixAttr(n, &st)
 		return st, nil
-	case n.deleted && n.upper:
+	case n.deleted.Load() && n.upper:
 		if n.grave == "" {
 			return st, unix.ENOENT
 		}
@@ -67,9 +67,7 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 		if fs.upper.override != "" {
 			applyOverride(fs.upper, realRef{path: n.grave}, &st)
 		}
-		if st.Nlink > 0 {
-			st.Nlink--
-		}
+		fs.unlinkedNlink(n, &st)
 		fs.fixAttr(n, &st)
 		return st, nil
 	}
@@ -84,19 +82,35 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	if l.override != "" {
 		applyOverride(l, realRef{path: l.path(rel)}, &st)
 	}
+	if !l.Upper {
+		fs.unlinkedNlink(n, &st)
+	}
 	fs.fixAttr(n, &st)
 	return st, nil
 }
 
+// unlinkedNlink counts, for a node whose name was removed, the link that
+// no longer is: a lower file still has it (the name is whited out), an
+// upper file kept in the work directory has it there. This is the count
+// the kernel keeps for the inode after the unlink.
+func (fs *FS) unlinkedNlink(n *Node, st *unix.Stat_t) {
+	if n.deleted.Load() && n.kind != unix.S_IFDIR && st.Nlink > 0 {
+		st.Nlink--
+	}
+}
+
 // SetAttr says what Setattr changes.
 type SetAttr struct {
-	Valid       uint32
-	Mode        uint32 // permission bits
-	UID, GID    uint32 // as seen through the mount
-	Size        uint64
-	Atime       unix.Timespec
-	Mtime       unix.Timespec
+	Valid    uint32
+	Mode     uint32 // permission bits
+	UID, GID uint32 // as seen through the mount
+	Size     uint64
+	Atime    unix.Timespec
+	Mtime    unix.Timespec
+	// KillSUIDGID drops set-id bits as an unprivileged truncate does
+	// (DropSetID, with InGroup), unless Mode is set too.
 	KillSUIDGID bool
+	InGroup     func(gid uint32) bool
 }
 
 // SetAttr.Valid bits.
@@ -202,7 +216,34 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 	if err != nil {
 		return st, err
 	}
+	if a.KillSUIDGID && a.Valid&SetMode == 0 {
+		if err := fs.DropSetID(n, a.InGroup); err != nil {
+			return st, err
+		}
+	}
 	return fs.Getattr(n)
+}
+
+// DropSetID clears the set-user-ID bit, and the set-group-ID bit where
+// group-execute is set or the caller is not in the file's group
+// (inGroup), as a write or truncate by a process without CAP_FSETID
+// does. Through FUSE the kernel leaves that to the daemon
+// (FUSE_HANDLE_KILLPRIV_V2), whose own writes, as root, keep them.
+func (fs *FS) DropSetID(n *Node, inGroup func(gid uint32) bool) error {
+	st, err := fs.Getattr(n)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&(unix.S_ISUID|unix.S_ISGID) == 0 {
+		return err
+	}
+	mode := st.Mode & 07777
+	keep := mode &^ unix.S_ISUID
+	if mode&unix.S_ISGID != 0 && (mode&unix.S_IXGRP != 0 || inGroup == nil || !inGroup(st.Gid)) {
+		keep &^= unix.S_ISGID
+	}
+	if keep == mode {
+		return nil
+	}
+	_, err = fs.Setattr(n, &SetAttr{Valid: SetMode, Mode: keep})
+	return err
 }
 
 // onReal runs fn on the node's upper object: on the backing file's
@@ -215,10 +256,10 @@ func (fs *FS) onReal(n *Node, fn func(path string, fd int) error) error {
 	if b := n.backing; b != nil && b.upper {
 		return fn("", b.fd)
 	}
-	if n.deleted && n.grave != "" {
+	if n.deleted.Load() && n.grave != "" {
 		return fn(n.grave, -1)
 	}
-	if n.deleted || n.anon {
+	if n.deleted.Load() || n.anon {
 		return unix.ENOENT
 	}
 	if !n.upper {

@@ -302,7 +302,7 @@ func (fs *FS) openReal(n *Node, write bool) (fd int, writable, upper bool, err e
 	switch {
 	case n.anon:
 		return -1, false, false, unix.ENOENT // its only copy was its backing file
-	case n.upper && n.deleted:
+	case n.upper && n.deleted.Load():
 		if n.grave == "" {
 			return -1, false, false, unix.ENOENT
 		}

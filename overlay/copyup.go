@@ -50,7 +50,7 @@ func (fs *FS) copyUpLocked(n *Node, limit int64) error {
 		fs.treeMu.RUnlock()
 		return nil
 	}
-	if n.parent != nil && !n.parent.upper && !n.deleted {
+	if n.parent != nil && !n.parent.upper && !n.deleted.Load() {
 		// The parent was replaced while we waited: let the caller retry.
 		fs.treeMu.RUnlock()
 		return unix.EAGAIN
@@ -111,7 +111,7 @@ func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) 
 
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
-	if n.deleted {
+	if n.deleted.Load() {
 		// Unlinked while we copied: the copy lives on as the backing file
 		// of the remaining open handles only.
 		n.upper, n.anon = true, true
@@ -183,7 +183,7 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
 
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
-	if n.deleted {
+	if n.deleted.Load() {
 		return unix.ENOENT
 	}
 	rel := n.rel()

@@ -41,7 +41,7 @@ func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	}
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
-	if parent.deleted {
+	if parent.deleted.Load() {
 		return nil, nil, st, unix.ENOENT
 	}
 	e, err := fs.lookupEntry(parent, name)
@@ -197,7 +197,7 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	}
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
-	if n.deleted || n.anon || parent.deleted {
+	if n.deleted.Load() || n.anon || parent.deleted.Load() {
 		return st, unix.ENOENT
 	}
 	if _, err := fs.lookupEntry(parent, name); err == nil {

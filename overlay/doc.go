@@ -18,12 +18,21 @@
 //
 // Every overlay object the kernel knows about is one *Node, and a Node
 // stays the same object when it is copied up: its inode number does not
-// change, and all open files of a Node share one open real file (the
-// node's backing file). Copy-up swaps the backing file from the lower to
-// the upper file under the node's data lock, so every open descriptor,
-// whatever it was opened for, reads and writes the upper file from then
-// on. Through FUSE this means one kernel inode and one page cache per
+// change, and all reads and writes of it, whoever makes them, go through
+// one open real file (the node's backing file, backing.go). Copy-up swaps
+// the backing file from the lower to the upper file under the node's data
+// lock, so every reader and writer of the object uses the upper file from
+// then on. Through FUSE this means one kernel inode and one page cache per
 // object, which keeps shared mappings coherent across copy-up.
+//
+// The kernel does not tell the engine when files are opened or closed
+// (the FUSE adapter answers OPEN with ENOSYS), so backing files are
+// opened on first use and kept in a small cache, and a lower file is
+// copied up at its first change (write, truncate, metadata), not when it
+// is opened for writing. An object the kernel may still have open when
+// its last name goes keeps answering: an upper file's data is moved into
+// workdir/work until the kernel forgets the node, a lower file is still in
+// its layer, anything else keeps its last attributes.
 //
 // # Locking
 //
@@ -39,9 +48,12 @@
 //     remove, rename, the last step of a copy-up) hold it exclusively.
 //     The long part of a copy-up (copying data) holds neither lock.
 //  3. Node.dataMu   the node's backing file: I/O holds it shared, copy-up
-//     and open/release hold it exclusively to swap or close the file.
+//     and opening or closing the file hold it exclusively. The file
+//     cache, closing files of other nodes, only tries it (TryLock).
 //  4. FS.tableMu    the node table: IDs, kernel reference counts, the
 //     children maps, hard-link aliases and the hard-link index. A node's
 //     parent, name and deleted flag are written only with both treeMu
 //     (exclusive) and tableMu held, so either suffices for reading them.
+//  5. fileCache.mu  the ring of open backing files; nothing is taken
+//     under it.
 package overlay

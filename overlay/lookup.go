@@ -197,7 +197,7 @@ func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
 	}
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
-	if parent.deleted || parent.kind != unix.S_IFDIR {
+	if parent.deleted.Load() || parent.kind != unix.S_IFDIR {
 		return nil, unix.Stat_t{}, unix.ENOENT
 	}
 	e, err := fs.lookupEntry(parent, name)
@@ -218,14 +218,14 @@ func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
 // under another name. It adds a reference. The caller holds treeMu.
 func (fs *FS) nodeFor(parent *Node, name string, e *entry) *Node {
 	fs.tableMu.Lock()
-	if c := parent.children[name]; c != nil && !c.deleted && c.kind == e.kind {
+	if c := parent.children[name]; c != nil && !c.deleted.Load() && c.kind == e.kind {
 		c.refs++
 		fs.tableMu.Unlock()
 		return c
 	}
 	hardLinked := e.upper && e.kind != unix.S_IFDIR && e.st.Nlink > 1
 	if hardLinked {
-		if c := fs.links[e.st.Ino]; c != nil && !c.deleted {
+		if c := fs.links[e.st.Ino]; c != nil && !c.deleted.Load() {
 			c.refs++
 			fs.tableMu.Unlock()
 			fs.addAlias(c, parent, name)
@@ -244,7 +244,7 @@ func (fs *FS) nodeFor(parent *Node, name string, e *entry) *Node {
 	n = fs.insertNode(n, parent, name)
 	if hardLinked {
 		fs.tableMu.Lock()
-		if c := fs.links[e.st.Ino]; c == nil || c.deleted {
+		if c := fs.links[e.st.Ino]; c == nil || c.deleted.Load() {
 			fs.links[e.st.Ino] = n // the inode number may be reused
 		}
 		fs.tableMu.Unlock()

@@ -21,9 +21,11 @@ type Node struct {
 	ino  uint64 // overlay inode number; fixed for the node's life
 
 	// Written with treeMu (exclusive) and tableMu held, read with either.
-	parent  *Node
-	name    string
-	deleted bool // no name left in the overlay
+	parent *Node
+	name   string
+	// No name left in the overlay. Written like parent and name; atomic
+	// so that Getattr can look without either lock.
+	deleted atomic.Bool
 
 	// Guarded by tableMu.
 	aliases  []link           // further names of a hard-linked upper file
@@ -146,7 +148,7 @@ func (fs *FS) insertNode(n *Node, parent *Node, name string) *Node {
 	fs.tableMu.Lock()
 	defer fs.tableMu.Unlock()
 	if parent != nil {
-		if old := parent.children[name]; old != nil && !old.deleted {
+		if old := parent.children[name]; old != nil && !old.deleted.Load() {
 			// A concurrent lookup of the same name won the race.
 			old.refs++
 			return old
@@ -256,7 +258,7 @@ func (fs *FS) detach(parent *Node, name string, n *Node) {
 			n.aliases = n.aliases[1:]
 			return
 		}
-		n.deleted = true
+		n.deleted.Store(true)
 		return
 	}
 	for i, a := range n.aliases {

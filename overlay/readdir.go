@@ -265,7 +265,7 @@ func (fs *FS) ReadDir(d *DirHandle, after uint64, rewind bool) ([]DirEntry, erro
 func (fs *FS) buildListing(n *Node) ([]DirEntry, error) {
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
-	if n.deleted {
+	if n.deleted.Load() {
 		return nil, nil
 	}
 	ents, oci, err := fs.listMergedOCI(n.rel(), n.upper, n.lowers, false)

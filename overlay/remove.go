@@ -59,7 +59,7 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 	}
 	if c != nil {
 		fs.detach(parent, name, c)
-		if c.deleted {
+		if c.deleted.Load() {
 			fs.lastRites(c, &e, grave)
 		}
 	}
@@ -125,7 +125,7 @@ func (fs *FS) lastRites(c *Node, e *entry, grave string) {
 // right type, and for a directory, empty in the merged view. The caller
 // holds treeMu.
 func (fs *FS) removable(parent *Node, name string, dir bool) (entry, error) {
-	if parent.deleted {
+	if parent.deleted.Load() {
 		return entry{}, unix.ENOENT
 	}
 	e, err := fs.lookupEntry(parent, name)

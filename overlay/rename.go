@@ -59,7 +59,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
-	if op.deleted || np.deleted {
+	if op.deleted.Load() || np.deleted.Load() {
 		return unix.ENOENT
 	}
 	se, err := fs.lookupEntry(op, oname)
@@ -195,7 +195,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	renamed = true
 	if lost != nil {
 		fs.detach(np, nname, lost)
-		if lost.deleted {
+		if lost.deleted.Load() {
 			fs.lastRites(lost, &de, grave)
 		} else if grave != "" {
 			unix.Unlink(grave)
@@ -216,7 +216,7 @@ func merged(n *Node) bool { return n.upper && len(n.lowers) > 0 }
 // renameCheck finds the errors a rename must give before it changes
 // anything. The caller holds treeMu.
 func (fs *FS) renameCheck(op *Node, oname string, np *Node, nname string, flags uint32) error {
-	if op.deleted || np.deleted {
+	if op.deleted.Load() || np.deleted.Load() {
 		return unix.ENOENT
 	}
 	se, err := fs.lookupEntry(op, oname)

@@ -119,7 +119,7 @@ func (fs *FS) shownXattr(real string) string {
 func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
-	if n.deleted && n.upper || n.anon {
+	if n.deleted.Load() && n.upper || n.anon {
 		n.dataMu.RLock()
 		defer n.dataMu.RUnlock()
 		switch {
