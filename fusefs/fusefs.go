@@ -22,7 +22,6 @@
 //   - The daemon drops set-id bits on unprivileged writes and truncates
 //     (FUSE_HANDLE_KILLPRIV_V2).
 package fusefs
-package fusefs
 
 import (
 	"fmt"
