@@ -120,10 +120,10 @@ var Differences = []Difference{
 		},
 	},
 	{
-		ID:     "kernel-estale",
-		Kernel: "with userxattr, renaming one name of a hard-linked lower symlink over another of its names fails with ESTALE (the copied-up symlink cannot carry user.overlay.* xattrs, and the kernel cannot match it with its origin)",
-		Strata: "does what rename(2) does for two names of one file: nothing, successfully",
-		Why:    "ESTALE is an artifact of the kernel's bookkeeping, not a semantic; POSIX says such a rename succeeds and changes nothing",
+		ID:       "kernel-estale",
+		Kernel:   "with userxattr, renaming one name of a hard-linked lower symlink over another of its names fails with ESTALE (the copied-up symlink cannot carry user.overlay.* xattrs, and the kernel cannot match it with its origin)",
+		Strata:   "does what rename(2) does for two names of one file: nothing, successfully",
+		Why:      "ESTALE is an artifact of the kernel's bookkeeping, not a semantic; POSIX says such a rename succeeds and changes nothing",
 		Handling: "for rename, that result pair (Strata succeeds, the kernel says ESTALE) is accepted; both trees are then compared as usual",
 		AllowResult: func(op Op, rs, rk Result) bool {
 			return op.Kind == OpRename && rs.Errno == 0 && rk.Errno == unix.ESTALE
