@@ -52,7 +52,9 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 		Work:      o.Work,
 		UserXattr: o.UserXattr,
 		Volatile:  o.Volatile,
-		IDMap:     idMapper(o),
+		// Copy-ups are flushed in batches, in the background.
+		AsyncCopyUp: true,
+		IDMap:       idMapper(o),
 
 		XattrPermissions: o.XattrPermissions,
 	}
@@ -64,6 +66,7 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 		return nil, err
 	}
 	ov.Hooks = hooks
+	ov.Logf = func(format string, args ...any) { log.Printf("strata: "+format, args...) }
 	syscall.Umask(0) // modes from the kernel already have the caller's umask applied
 	raw := fusefs.New(ov, CacheTimeout)
 	srv, err := fuse.NewServer(raw, o.Mountpoint, fuseOptions(o))

@@ -23,31 +23,10 @@ func (fs *FS) fixAttr(n *Node, st *unix.Stat_t) {
 // may have it open: from the place its data was kept, from its lower
 // object (still there), or from its last attributes.
 func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	n.dataMu.RLock()
-	if b := n.backing; b != nil {
-		err := unix.Fstat(b.fd, &st)
-		if err == nil {
-			l := fs.upper
-			if !b.upper && len(n.lowers) > 0 {
-				l = fs.layers[n.lowers[0]]
-			}
-			if l != nil && l.override != "" {
-				applyOverride(l, realRef{fd: b.fd}, &st)
-			}
-			if n.grave != "" || !b.upper {
-				fs.unlinkedNlink(n, &st)
-			}
-		}
-		n.dataMu.RUnlock()
-		if err != nil {
-			return st, err
-		}
-		fs.fixAttr(n, &st)
-		return st, nil
+	if st, ok, err := fs.backingAttr(n); ok {
+		return st, err
 	}
-	n.dataMu.RUnlock()
-
+	var st unix.Stat_t
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
 	switch {
@@ -87,6 +66,35 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	}
 	fs.fixAttr(n, &st)
 	return st, nil
+}
+
+// backingAttr returns the attributes of the node's backing file, if it
+// has one open (ok). It takes no tree lock.
+func (fs *FS) backingAttr(n *Node) (st unix.Stat_t, ok bool, err error) {
+	n.dataMu.RLock()
+	defer n.dataMu.RUnlock()
+	b := n.backing
+	if b == nil {
+		return st, false, nil
+	}
+	if err := unix.Fstat(b.fd, &st); err != nil {
+		return st, true, err
+	}
+	l := fs.upper
+	if !b.upper && len(n.lowers) > 0 {
+		l = fs.layers[n.lowers[0]]
+	}
+	if l != nil && l.override != "" {
+		applyOverride(l, realRef{fd: b.fd}, &st)
+	}
+	switch {
+	case n.pending.Load():
+		st.Nlink = 1 // not linked yet, but it will have this one name
+	case n.grave != "" || !b.upper:
+		fs.unlinkedNlink(n, &st)
+	}
+	fs.fixAttr(n, &st)
+	return st, true, nil
 }
 
 // unlinkedNlink counts, for a node whose name was removed, the link that

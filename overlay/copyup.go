@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,10 +12,11 @@ import (
 // caller is about to truncate there); limit < 0 copies it all.
 //
 // The new upper object is built in the work directory (an O_TMPFILE for
-// regular files) with its data, owner, mode, xattrs and times, made
-// durable, and only then linked into the upper layer: the upper layer
-// never holds a partial copy. Open handles of n are switched to the new
-// file in the same step, so they never see two different files.
+// regular files) with its data, owner, mode, xattrs and times, and only
+// then linked into the upper layer, a regular file once it is durable
+// (settle.go): the upper layer never holds a partial copy. The node's
+// readers and writers are switched to the new file in the same step, so
+// they never see two different files.
 func (fs *FS) copyUp(n *Node, limit int64) error {
 	if fs.upper == nil {
 		return unix.EROFS
@@ -31,60 +33,73 @@ func (fs *FS) copyUp(n *Node, limit int64) error {
 		}
 	}
 	n.copyMu.Lock()
-	before := fs.copyUps.Load()
-	err := fs.copyUpLocked(n, limit)
-	copied := fs.copyUps.Load() != before
+	relink, err := fs.copyUpLocked(n, limit)
 	n.copyMu.Unlock()
-	if err == nil && copied && fs.AttrChanged != nil {
-		// The object's attributes now come from its upper copy (a lower
-		// hard link's nlink drops to 1, ctime moves): whoever caches them
-		// must ask again. Its data is the same and stays cached.
+	if err == nil && relink && fs.AttrChanged != nil {
+		// The object's link count now comes from its upper copy (a lower
+		// hard link's drops to 1, a directory becomes merged): whoever
+		// caches its attributes must ask again. (Its ctime moves too, but
+		// the request that made the copy reports fresh attributes or has
+		// the kernel drop them.) Its data is the same and stays cached.
 		fs.AttrChanged(n)
 	}
 	return err
 }
 
-func (fs *FS) copyUpLocked(n *Node, limit int64) error {
+// copyUpLocked does the copy-up for copyUp, and reports whether the
+// object's link count changed with it.
+func (fs *FS) copyUpLocked(n *Node, limit int64) (relink bool, err error) {
 	fs.treeMu.RLock()
 	if n.upper {
 		fs.treeMu.RUnlock()
-		return nil
+		return false, nil
 	}
 	if n.parent != nil && !n.parent.upper && !n.deleted.Load() {
 		// The parent was replaced while we waited: let the caller retry.
 		fs.treeMu.RUnlock()
-		return unix.EAGAIN
+		return false, unix.EAGAIN
 	}
 	rel := n.rel()
 	src := n.topLayer()
 	fs.treeMu.RUnlock()
 	if src == nil {
-		return unix.ENOENT
+		return false, unix.ENOENT
+	}
+	if n.kind == unix.S_IFREG {
+		return fs.copyUpFile(n, src, rel, limit)
 	}
 	srcPath := src.path(rel)
 	var st unix.Stat_t
 	if err := unix.Lstat(srcPath, &st); err != nil {
-		return err
+		return false, err
 	}
 	applyOverride(src, realRef{path: srcPath}, &st) // carry what the object shows
-	if n.kind == unix.S_IFREG {
-		return fs.copyUpFile(n, srcPath, &st, limit)
-	}
-	return fs.copyUpOther(n, srcPath, &st)
+	return st.Nlink > 1 || n.kind == unix.S_IFDIR, fs.copyUpOther(n, srcPath, &st)
 }
 
-// copyUpFile copies a regular file into an anonymous file in the work
-// directory and links it into place.
-func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) error {
+// copyUpFile copies a regular file (rel in layer src) into an anonymous
+// file in the work directory and makes it the node's upper file. It
+// reports whether the object's link count changes with it.
+func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink bool, err error) {
 	// O_NOATIME: reading the lower file must not change it.
-	sfd, err := unix.Open(srcPath, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_LARGEFILE|unix.O_NOATIME, 0)
+	sfd, err := src.open(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_LARGEFILE|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		sfd, err = src.open(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_LARGEFILE, 0) // not its owner
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unix.Close(sfd)
+	var sst unix.Stat_t
+	if err := unix.Fstat(sfd, &sst); err != nil {
+		return false, err
+	}
+	st := &sst
+	applyOverride(src, realRef{fd: sfd}, st) // carry what the object shows
+	relink = st.Nlink > 1
 	tfd, tmpPath, err := fs.createTemp()
 	if err != nil {
-		return err
+		return false, err
 	}
 	ok := false
 	defer func() {
@@ -99,39 +114,56 @@ func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) 
 	if limit >= 0 && limit < size {
 		size = limit
 	}
-	if err := copyData(sfd, tfd, size); err != nil {
-		return err
+	if err := fs.copyData(sfd, tfd, size); err != nil {
+		return false, err
 	}
-	if err := fs.copyMeta(st, srcPath, realRef{fd: tfd}, n.ino); err != nil {
-		return err
+	if err := fs.copyMeta(st, realRef{fd: sfd}, realRef{fd: tfd}, n.ino); err != nil {
+		return false, err
 	}
-	if err := fs.fsync(tfd); err != nil {
-		return err
+	pending, err := fs.installCopy(n, tfd, tmpPath)
+	if err != nil {
+		return false, err
 	}
+	ok = true
+	if pending {
+		fs.addPending(n)
+	}
+	return relink, nil
+}
 
+// installCopy makes the finished copy tfd the node's upper file and
+// backing file. With AsyncCopyUp (and not volatile) it is only queued,
+// to be linked into the upper layer once durable (settle.go), and it
+// reports that; otherwise it is synced and linked now.
+func (fs *FS) installCopy(n *Node, tfd int, tmpPath string) (pending bool, err error) {
+	async := fs.cfg.AsyncCopyUp && !fs.cfg.Volatile
+	if !async {
+		if err := fs.fsync(tfd); err != nil {
+			return false, err
+		}
+	}
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
-	if n.deleted.Load() {
+	switch {
+	case n.deleted.Load():
 		// Unlinked while we copied: the copy lives on as the backing file
 		// of the remaining open handles only.
 		n.upper, n.anon = true, true
-	} else {
+	case async:
+		n.upper, n.tmpPath = true, tmpPath
+		n.pending.Store(true)
+		pending = true
+	default:
 		rel := n.rel()
 		if h := fs.Hooks.CopyUpBeforeLink; h != nil {
 			h(rel)
 		}
-		dst := fs.upper.path(rel)
 		restore := fs.keepParentTimes(n.parent)
-		if tmpPath != "" {
-			err = unix.Rename(tmpPath, dst)
-		} else {
-			err = linkTmpfile(tfd, dst)
-		}
+		err = fs.linkCopy(tfd, tmpPath, rel)
 		restore()
 		if err != nil {
-			return err
+			return false, err
 		}
-		tmpPath = ""
 		n.upper = true
 	}
 	var ust unix.Stat_t
@@ -139,17 +171,14 @@ func (fs *FS) copyUpFile(n *Node, srcPath string, st *unix.Stat_t, limit int64) 
 		n.upperIno = ust.Ino
 	}
 	n.lowers = nil
-	ok = true
 	fs.copyUps.Add(1)
 	// The new file becomes the node's backing file: every reader and
 	// writer of the node uses it from now on.
 	n.dataMu.Lock()
 	b := fs.setBackingLocked(n, tfd, true, true)
-	if n.anon {
-		b.keep = true // its only copy
-	}
+	b.keep = n.anon || pending // its only copy (for now)
 	n.dataMu.Unlock()
-	return nil
+	return pending, nil
 }
 
 // copyUpOther copies up a directory, symlink or special file: built in
@@ -177,7 +206,7 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
 			removeTemp(tmp)
 		}
 	}()
-	if err := fs.copyMeta(st, srcPath, realRef{path: tmp}, n.ino); err != nil {
+	if err := fs.copyMeta(st, realRef{path: srcPath}, realRef{path: tmp}, n.ino); err != nil {
 		return err
 	}
 
@@ -213,23 +242,31 @@ func (fs *FS) keepParentTimes(parent *Node) func() {
 	if parent == nil {
 		return func() {}
 	}
-	p := fs.upper.path(parent.rel())
+	rel := parent.rel()
 	var st unix.Stat_t
-	if unix.Lstat(p, &st) != nil {
+	if fs.upper.lstat(rel, &st) != nil {
 		return func() {}
 	}
 	return func() {
+		if rel == "" {
+			rel = "."
+		}
 		ts := []unix.Timespec{st.Atim, st.Mtim}
-		unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+		unix.UtimesNanoAt(fs.upper.fd, rel, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}
 }
 
 // createTemp creates an unnamed file in the work directory, or a named
 // one where O_TMPFILE is not supported.
 func (fs *FS) createTemp() (fd int, path string, err error) {
-	fd, err = unix.Open(fs.work, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC|unix.O_LARGEFILE, 0600)
-	if err == nil {
-		return fd, "", nil
+	if !fs.noTmpfile.Load() {
+		fd, err = unix.Openat(fs.workDir, ".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC|unix.O_LARGEFILE, 0600)
+		if err == nil {
+			return fd, "", nil
+		}
+		if err == unix.EOPNOTSUPP || err == unix.EISDIR || err == unix.EINVAL {
+			fs.noTmpfile.Store(true)
+		}
 	}
 	path = fs.tmpName()
 	fd, err = unix.Open(path, unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC|unix.O_LARGEFILE, 0600)
@@ -239,12 +276,16 @@ func (fs *FS) createTemp() (fd int, path string, err error) {
 	return fd, path, nil
 }
 
-// linkTmpfile gives an O_TMPFILE file the name dst.
-func linkTmpfile(fd int, dst string) error {
-	err := unix.Linkat(fd, "", unix.AT_FDCWD, dst, unix.AT_EMPTY_PATH)
+// linkCopy gives a finished copy (an O_TMPFILE, or the named file
+// tmpPath) its name rel in the upper layer.
+func (fs *FS) linkCopy(fd int, tmpPath, rel string) error {
+	if tmpPath != "" {
+		return unix.Renameat(unix.AT_FDCWD, tmpPath, fs.upper.fd, rel)
+	}
+	err := unix.Linkat(fd, "", fs.upper.fd, rel, unix.AT_EMPTY_PATH)
 	if err == unix.ENOENT || err == unix.EPERM {
 		// Without CAP_DAC_READ_SEARCH, AT_EMPTY_PATH is refused.
-		err = unix.Linkat(unix.AT_FDCWD, procFdPath(fd), unix.AT_FDCWD, dst, unix.AT_SYMLINK_FOLLOW)
+		err = unix.Linkat(unix.AT_FDCWD, procFdPath(fd), fs.upper.fd, rel, unix.AT_SYMLINK_FOLLOW)
 	}
 	return err
 }
@@ -257,7 +298,7 @@ type realRef struct {
 
 // copyMeta gives dst the xattrs, owner, mode and times of src (whose
 // stat is st) and records the overlay inode number.
-func (fs *FS) copyMeta(st *unix.Stat_t, srcPath string, dst realRef, ino uint64) error {
+func (fs *FS) copyMeta(st *unix.Stat_t, src, dst realRef, ino uint64) error {
 	kind := st.Mode & unix.S_IFMT
 	useOverride := fs.upper.override != "" && (kind == unix.S_IFREG || kind == unix.S_IFDIR)
 	var err error
@@ -284,7 +325,7 @@ func (fs *FS) copyMeta(st *unix.Stat_t, srcPath string, dst realRef, ino uint64)
 		}
 	}
 	// Xattrs after chown, which drops security.capability.
-	if err := fs.copyXattrs(srcPath, dst); err != nil {
+	if err := fs.copyXattrs(src, dst); err != nil {
 		return err
 	}
 	if useOverride {
@@ -310,8 +351,14 @@ func (fs *FS) setXattr(dst realRef, name string, value []byte) error {
 // copyXattrs copies every xattr but the overlay's own. Names the target
 // filesystem refuses (user.* on a symlink, security labels it does not
 // know) are skipped, as the kernel skips them.
-func (fs *FS) copyXattrs(srcPath string, dst realRef) error {
-	names, err := listXattrs(srcPath)
+func (fs *FS) copyXattrs(src, dst realRef) error {
+	var names []string
+	var err error
+	if src.path != "" {
+		names, err = listXattrs(src.path)
+	} else {
+		names, err = flistXattrs(src.fd)
+	}
 	if err != nil {
 		if err == unix.ENOTSUP {
 			return nil
@@ -322,7 +369,7 @@ func (fs *FS) copyXattrs(srcPath string, dst realRef) error {
 		if fs.shownXattr(name) == "" || isOverrideXattr(name) {
 			continue // the overlay's own metadata, not the object's
 		}
-		val, err := getXattr(srcPath, name)
+		val, err := src.getXattr(name)
 		if err != nil {
 			if err == unix.ENODATA {
 				continue
@@ -339,15 +386,44 @@ func (fs *FS) copyXattrs(srcPath string, dst realRef) error {
 	return nil
 }
 
+// smallCopy is the size up to which copyData reads and writes a file in
+// one go, without looking for holes or asking for a clone.
+const smallCopy = 128 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, smallCopy); return &b }}
+
 // copyData copies the first size bytes of sfd into tfd, keeping holes:
 // a clone where the filesystem shares extents, else copy_file_range over
-// the data extents only, else read and write.
-func copyData(sfd, tfd int, size int64) error {
+// the data extents only, else read and write. A small file is simply
+// read and written.
+func (fs *FS) copyData(sfd, tfd int, size int64) error {
 	if size == 0 {
 		return nil
 	}
-	if err := unix.IoctlFileClone(tfd, sfd); err == nil {
-		return unix.Ftruncate(tfd, size)
+	if size <= smallCopy {
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		buf := (*bp)[:size]
+		n, err := preadFull(sfd, buf, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := pwriteFull(tfd, buf[:n], 0); err != nil {
+			return err
+		}
+		if int64(n) < size {
+			return unix.Ftruncate(tfd, size) // the source ended early
+		}
+		return nil
+	}
+	if !fs.noClone.Load() {
+		err := unix.IoctlFileClone(tfd, sfd)
+		if err == nil {
+			return unix.Ftruncate(tfd, size)
+		}
+		if err == unix.EOPNOTSUPP || err == unix.ENOTTY || err == unix.EXDEV || err == unix.EINVAL {
+			fs.noClone.Store(true) // not on this filesystem: do not ask again
+		}
 	}
 	off := int64(0)
 	for off < size {

@@ -192,6 +192,9 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	if err := fs.copyUp(n, -1); err != nil {
 		return st, err
 	}
+	if err := fs.settle(n, true); err != nil { // a link needs its real name
+		return st, err
+	}
 	if err := fs.copyUp(parent, -1); err != nil {
 		return st, err
 	}

@@ -38,9 +38,13 @@
 //
 // Locks are taken in this order, and never the other way round:
 //
-//  1. Node.copyMu   serializes copy-up, unlink and rename of one node; a
-//     goroutine holds at most one at a time (a parent's copy-up finishes
-//     and releases its lock before the child's starts).
+//  0. pendingSet.run   held while a batch of pending copy-ups is
+//     settled (settle.go), by the linker or by Settle.
+//  1. Node.copyMu   serializes the copy-up of one node and its settling
+//     (linking a pending copy); a goroutine holds at most one at a time
+//     (a parent's copy-up finishes and releases its lock before the
+//     child's starts). A copy-up may wait for room in the pending queue
+//     while it holds it, never holding a later lock.
 //  2. FS.treeMu     the namespace: parent/name links, layer presence
 //     (upper, lowers) and the real directories' contents. Operations that
 //     only read the namespace (lookup, getattr, readdir, open) hold it

@@ -25,6 +25,11 @@ type Config struct {
 	// Volatile skips every fsync: faster, and a crash may lose anything
 	// not yet written back (the kernel's "volatile").
 	Volatile bool
+	// AsyncCopyUp makes a regular file's copy-up durable in the
+	// background: the copy is used at once and linked into the upper
+	// layer after a batched flush (settle.go). Without it, each copy-up
+	// is fsynced before it returns, as in the kernel's overlayfs.
+	AsyncCopyUp bool
 	// IDMap translates owners between the mount and the layers; nil is
 	// the identity.
 	IDMap *IDMapper
@@ -41,14 +46,15 @@ type Config struct {
 
 // FS is a mounted overlay's engine.
 type FS struct {
-	cfg    Config
-	layers []*Layer // upper (if any) first, then lowers top-most first
-	upper  *Layer   // nil when read-only
-	lowers []*Layer
-	work   string // workdir/work: scratch space for atomic changes
-	workFd *os.File
-	inos   inoMapper
-	ids    *IDMapper
+	cfg     Config
+	layers  []*Layer // upper (if any) first, then lowers top-most first
+	upper   *Layer   // nil when read-only
+	lowers  []*Layer
+	work    string // workdir/work: scratch space for atomic changes
+	workDir int    // an O_PATH descriptor of it
+	workFd  *os.File
+	inos    inoMapper
+	ids     *IDMapper
 
 	xattrPrefix string // "trusted.overlay." or "user.overlay."
 	xOpaque     string
@@ -63,10 +69,19 @@ type FS struct {
 
 	selfUID, selfGID uint32 // who the daemon creates files as
 
-	files fileCache // open backing files
+	files   fileCache  // open backing files
+	pending pendingSet // copy-ups waiting to be linked
 
-	tmpSeq  atomic.Uint64
-	copyUps atomic.Uint64
+	noTmpfile atomic.Bool // the work directory's filesystem has no O_TMPFILE
+	noClone   atomic.Bool // the upper filesystem cannot clone extents
+
+	tmpSeq       atomic.Uint64
+	copyUps      atomic.Uint64
+	linkFailures atomic.Uint64
+
+	// Logf, when set, is told of problems no request can report (a
+	// background link that failed).
+	Logf func(format string, args ...any)
 
 	// Hooks are for tests that stop the engine at chosen points.
 	Hooks Hooks
@@ -84,6 +99,9 @@ type Hooks struct {
 	// object in the work directory and before it appears in the upper
 	// layer.
 	CopyUpBeforeLink func(rel string)
+	// LinkerBatch runs in the background linker (AsyncCopyUp) before it
+	// takes a batch of pending copy-ups.
+	LinkerBatch func()
 }
 
 // New opens the layers, prepares the work directory and returns the
@@ -154,6 +172,12 @@ func New(cfg Config) (*FS, error) {
 	}
 	fs.files.stop, fs.files.done = make(chan struct{}), make(chan struct{})
 	go fs.sweeper()
+	fs.pending.init()
+	if fs.upper != nil && cfg.AsyncCopyUp && !cfg.Volatile {
+		go fs.linker()
+	} else {
+		close(fs.pending.done)
+	}
 	ok = true
 	return fs, nil
 }
@@ -161,12 +185,22 @@ func New(cfg Config) (*FS, error) {
 // Close releases the layers, the backing files and the work directory
 // lock.
 func (fs *FS) Close() error {
+	if fs.pending.stop != nil {
+		close(fs.pending.stop)
+		<-fs.pending.done
+		fs.pending.stop = nil
+		fs.settleAll()
+	}
 	if fs.files.stop != nil {
 		close(fs.files.stop)
 		<-fs.files.done
 		fs.files.stop = nil
 	}
 	fs.closeAllFiles()
+	if fs.workDir > 0 {
+		unix.Close(fs.workDir)
+		fs.workDir = -1
+	}
 	for _, l := range fs.layers {
 		l.close()
 	}
@@ -216,7 +250,15 @@ func (fs *FS) prepareWork(workdir string) error {
 	if err := unix.Mkdir(fs.work, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("workdir %q: %w", workdir, err)
 	}
-	return cleanDir(fs.work)
+	if err := cleanDir(fs.work); err != nil {
+		return err
+	}
+	wd, err := unix.Open(fs.work, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("workdir %q: %w", workdir, err)
+	}
+	fs.workDir = wd
+	return nil
 }
 
 // cleanDir removes everything inside dir, which is left as it is.

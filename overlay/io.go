@@ -51,6 +51,16 @@ func (fs *FS) Sync(n *Node, dataOnly bool) error {
 	if !up || fs.cfg.Volatile {
 		return nil
 	}
+	if n.pending.Load() {
+		// Its copy-up is not durable yet: make it so, and its name too.
+		if err := fs.settle(n, true); err != nil {
+			return err
+		}
+		fs.treeMu.RLock()
+		parent := fs.upper.path(n.parent.rel())
+		fs.treeMu.RUnlock()
+		return fs.syncDir(parent)
+	}
 	b, err := fs.acquire(n, false)
 	if err != nil {
 		return err

@@ -205,6 +205,12 @@ func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
 		return nil, unix.Stat_t{}, err
 	}
 	n := fs.nodeFor(parent, name, &e)
+	if n.pending.Load() {
+		// Its upper copy is not at its path yet (settle.go).
+		if st, ok, err := fs.backingAttr(n); ok && err == nil {
+			return n, st, nil
+		}
+	}
 	st := e.st
 	if e.stLayer.override != "" {
 		applyOverride(e.stLayer, realRef{path: e.stLayer.path(parent.childRel(name))}, &st)

@@ -26,6 +26,9 @@ type Node struct {
 	// No name left in the overlay. Written like parent and name; atomic
 	// so that Getattr can look without either lock.
 	deleted atomic.Bool
+	// A copy-up not yet linked into the upper layer (settle.go). Written
+	// with treeMu held exclusively.
+	pending atomic.Bool
 
 	// Guarded by tableMu.
 	aliases  []link           // further names of a hard-linked upper file
@@ -35,6 +38,7 @@ type Node struct {
 	upper    bool         // the object exists in the upper layer
 	upperIno uint64       // real inode number in the upper layer (non-directories)
 	anon     bool         // copied up after it was unlinked: backing is its only copy
+	tmpPath  string       // a pending copy's name in the work directory (no O_TMPFILE)
 	gone     *unix.Stat_t // a removed object's last attributes, when nothing else has them
 	lowers   []int        // directories: merged lower layers, top-most first;
 	//              others: the lower layer holding the data (len <= 1)
@@ -197,7 +201,7 @@ func (fs *FS) Forget(n *Node, count uint64) {
 		count = n.refs
 	}
 	n.refs -= count
-	for n != nil && n != fs.root && n.refs == 0 && len(n.children) == 0 {
+	for n != nil && n != fs.root && n.refs == 0 && len(n.children) == 0 && !n.pending.Load() {
 		delete(fs.nodes, n.id)
 		if fs.links[n.upperIno] == n {
 			delete(fs.links, n.upperIno)

@@ -67,6 +67,16 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 	return nil
 }
 
+// unpend makes a pending copy-up (settle.go) whose name was removed an
+// anonymous upper file instead: its backing file, kept, is its only copy.
+// The caller holds treeMu exclusively.
+func (fs *FS) unpend(c *Node) {
+	if c.pending.Load() {
+		c.pending.Store(false)
+		c.anon = true
+	}
+}
+
 // keepData prepares an upper object the kernel holds a node for (c) to
 // lose its name (parent, name) with its data kept, for the kernel may
 // have it open. It reports whether the file must be moved into the work
@@ -105,6 +115,7 @@ func (fs *FS) keepData(c *Node, parent *Node, name string, e *entry) (grave bool
 // attributes as they were, with no links left. A lower object stays
 // where it is and is found there. The caller holds treeMu exclusively.
 func (fs *FS) lastRites(c *Node, e *entry, grave string) {
+	fs.unpend(c)
 	if !e.upper {
 		return
 	}

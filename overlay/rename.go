@@ -43,6 +43,11 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	if err := fs.movable(src); err != nil {
 		return err
 	}
+	// Renames work on real names: a copy-up still pending gets its name
+	// first.
+	if err := fs.settle(src, true); err != nil {
+		return err
+	}
 	if exchange {
 		dst, _, err := fs.Lookup(np, nname)
 		if err != nil {
@@ -51,6 +56,18 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		defer fs.Forget(dst, 1)
 		if err := fs.movable(dst); err != nil {
 			return err
+		}
+		if err := fs.settle(dst, true); err != nil {
+			return err
+		}
+	} else {
+		fs.tableMu.Lock()
+		dst := np.children[nname]
+		fs.tableMu.Unlock()
+		if dst != nil {
+			if err := fs.settle(dst, true); err != nil {
+				return err
+			}
 		}
 	}
 	if err := fs.copyUp(np, -1); err != nil {

@@ -2,11 +2,18 @@ package overlay
 
 // Stats counts what the engine has done since it started.
 type Stats struct {
-	CopyUps uint64 // objects copied up
-	Nodes   int    // nodes the kernel holds
+	CopyUps      uint64 // objects copied up
+	Nodes        int    // nodes the kernel holds
+	OpenFiles    int    // backing files open
+	Pending      int    // copy-ups not linked into the upper layer yet
+	LinkFailures uint64 // background links that failed (and were retried)
 }
 
 // Stats returns the engine's counters.
 func (fs *FS) Stats() Stats {
-	return Stats{CopyUps: fs.copyUps.Load(), Nodes: fs.NodeCount()}
+	fs.pending.mu.Lock()
+	pending := len(fs.pending.nodes)
+	fs.pending.mu.Unlock()
+	return Stats{CopyUps: fs.copyUps.Load(), Nodes: fs.NodeCount(), OpenFiles: fs.OpenFiles(),
+		Pending: pending, LinkFailures: fs.linkFailures.Load()}
 }

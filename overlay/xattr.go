@@ -119,7 +119,7 @@ func (fs *FS) shownXattr(real string) string {
 func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
-	if n.deleted.Load() && n.upper || n.anon {
+	if n.deleted.Load() && n.upper || n.anon || n.pending.Load() {
 		n.dataMu.RLock()
 		defer n.dataMu.RUnlock()
 		switch {
@@ -263,4 +263,27 @@ func (fs *FS) Readlink(n *Node) (string, error) {
 func (fs *FS) Statfs() (unix.Statfs_t, error) {
 	var st unix.Statfs_t
 	return st, unix.Statfs(fs.layers[0].root, &st)
+}
+
+// getXattr reads an xattr of the object r names.
+func (r realRef) getXattr(name string) ([]byte, error) {
+	if r.path != "" {
+		return getXattr(r.path, name)
+	}
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Fgetxattr(r.fd, name, buf)
+		if err == unix.ERANGE {
+			sz, err := unix.Fgetxattr(r.fd, name, nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+64)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
 }

@@ -26,6 +26,20 @@ func (e *env) path(name string) string  { return filepath.Join(e.s.Mnt, name) }
 func (e *env) lower(name string) string { return filepath.Join(e.s.Lowers[0], name) }
 func (e *env) upper(name string) string { return filepath.Join(e.s.Upper, name) }
 
+// upperStat stats name in the upper layer, waiting up to 5 s for it to
+// appear: Strata links a copy-up into the upper layer once it is durable,
+// in the background.
+func (e *env) upperStat(name string, st *unix.Stat_t) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := unix.Stat(e.upper(name), st)
+		if err != unix.ENOENT || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // unmount ends the overlay under test early (the cleanup then does
 // nothing). Strata's daemon exits and leaves its counters.
 func (e *env) unmount() error {

@@ -196,8 +196,10 @@ var scenarios = []scenario{
 		if got, err := pread(fd, 0, 4); err != nil || got != "AAAA" {
 			return fmt.Errorf("read after the changes: %q %v", got, err)
 		}
+		// Strata links a copy-up into the upper layer once it is durable,
+		// moments later (the kernel at once).
 		var ust unix.Stat_t
-		if err := unix.Stat(e.upper("f"), &ust); err != nil {
+		if err := e.upperStat("f", &ust); err != nil {
 			return fmt.Errorf("upper layer: %v", err)
 		}
 		if ust.Mode&07777 != 0600 || ust.Uid != 1234 || ust.Mtim.Sec != 1e9 {

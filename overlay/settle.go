@@ -1,0 +1,192 @@
+package overlay
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A regular file's copy-up is durable before it shows in the upper layer:
+// after a crash, the upper layer holds the whole copy or nothing, never a
+// partial or empty file shadowing the lower one. The kernel's overlayfs
+// gets there by an fsync per copy-up, which makes every metadata change
+// of a lower file (chmod, touch) wait for the disk.
+//
+// Strata does the copy at once and makes it durable later: the copy is an
+// unnamed file in the work directory (O_TMPFILE) that becomes the node's
+// backing file straight away, so every read, write and attribute change
+// of the object uses it, and the node is "pending". A linker goroutine
+// flushes the pending copies in batches (one syncfs for all of them) and
+// only then links each into the upper layer. Until it has, the node keeps
+// its backing file open and stays in the node table, and operations that
+// need the object at its upper path (rename, link) or durability (fsync)
+// settle it first themselves. Unmount settles everything. A crash loses
+// at most the pending copy-ups, which are then absent as a whole.
+
+// maxPending bounds the pending copy-ups (each holds a descriptor): a
+// copy-up beyond it waits for the linker.
+const maxPending = 512
+
+// pendingSet is the queue of copy-ups waiting to be linked.
+type pendingSet struct {
+	run   sync.Mutex // held by whoever settles a batch
+	mu    sync.Mutex
+	nodes []*Node
+	space *sync.Cond // signalled when the queue shrinks
+	wake  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func (p *pendingSet) init() {
+	p.space = sync.NewCond(&p.mu)
+	p.wake = make(chan struct{}, 1)
+	p.stop = make(chan struct{})
+	p.done = make(chan struct{})
+}
+
+func (p *pendingSet) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add queues n, waiting while the queue is full.
+func (fs *FS) addPending(n *Node) {
+	p := &fs.pending
+	p.mu.Lock()
+	for len(p.nodes) >= maxPending {
+		p.kick()
+		p.space.Wait()
+	}
+	p.nodes = append(p.nodes, n)
+	p.mu.Unlock()
+	p.kick()
+}
+
+// linker settles pending copy-ups in batches until the engine closes.
+func (fs *FS) linker() {
+	p := &fs.pending
+	defer close(p.done)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.wake:
+		}
+		// Let a burst of copy-ups gather for one flush.
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+		if h := fs.Hooks.LinkerBatch; h != nil {
+			h()
+		}
+		fs.settleAll()
+	}
+}
+
+// settleAll makes every pending copy-up durable with one flush of the
+// upper filesystem and links each into place.
+func (fs *FS) settleAll() {
+	p := &fs.pending
+	p.run.Lock()
+	defer p.run.Unlock()
+	for {
+		p.mu.Lock()
+		batch := p.nodes
+		p.nodes = nil
+		p.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		synced := unix.Syncfs(fs.upper.fd) == nil
+		var failed []*Node
+		for _, n := range batch {
+			if err := fs.settle(n, !synced); err != nil {
+				fs.linkFailures.Add(1)
+				if fs.Logf != nil {
+					fs.Logf("copy-up of node %d not linked yet: %v", n.id, err)
+				}
+				failed = append(failed, n)
+			}
+		}
+		p.mu.Lock()
+		p.space.Broadcast()
+		p.mu.Unlock()
+		if len(failed) > 0 {
+			// Tried again with the next batch; the copy is in use meanwhile.
+			p.mu.Lock()
+			p.nodes = append(p.nodes, failed...)
+			p.mu.Unlock()
+			return
+		}
+	}
+}
+
+// settle links a pending copy-up into the upper layer, after syncing it
+// when sync is set (the caller has not flushed it already). Nothing
+// happens to a node that is not pending.
+func (fs *FS) settle(n *Node, sync bool) error {
+	if !n.pending.Load() {
+		return nil
+	}
+	n.copyMu.Lock()
+	defer n.copyMu.Unlock()
+	if !n.pending.Load() {
+		return nil
+	}
+	n.dataMu.RLock()
+	b := n.backing
+	n.dataMu.RUnlock()
+	if b == nil {
+		return unix.EIO // a pending copy keeps its backing file: a bug
+	}
+	if sync && !fs.cfg.Volatile {
+		if err := unix.Fsync(b.fd); err != nil {
+			return err
+		}
+	}
+	err := fs.linkPending(n, b)
+	if err == nil {
+		fs.Forget(n, 0) // kept in the table while pending: it may go now
+	}
+	return err
+}
+
+// linkPending gives a pending copy its name in the upper layer.
+func (fs *FS) linkPending(n *Node, b *backing) error {
+	fs.treeMu.Lock()
+	defer fs.treeMu.Unlock()
+	if n.deleted.Load() || !n.pending.Load() {
+		n.pending.Store(false) // removed meanwhile: remove made it anonymous
+		return nil
+	}
+	rel := n.rel()
+	if h := fs.Hooks.CopyUpBeforeLink; h != nil {
+		h(rel)
+	}
+	restore := fs.keepParentTimes(n.parent)
+	err := fs.linkCopy(b.fd, n.tmpPath, rel)
+	restore()
+	if err != nil {
+		return err
+	}
+	n.tmpPath = ""
+	n.pending.Store(false)
+	n.dataMu.Lock()
+	if n.backing == b {
+		b.keep = false
+	}
+	n.dataMu.Unlock()
+	return nil
+}
+
+// Settle makes every copy-up so far durable and linked (for tests, and
+// before the engine closes).
+func (fs *FS) Settle() {
+	fs.settleAll()
+}

@@ -1,0 +1,259 @@
+package overlay_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/stratafs/strata/overlay"
+	"golang.org/x/sys/unix"
+)
+
+// mountAsync starts an engine whose copy-ups are linked in the
+// background (AsyncCopyUp), as strata.Mount runs it. The linker is held
+// until release is called, so that the tests see copy-ups pending for
+// as long as they need.
+func (s *stack) mountAsync() (fs *overlay.FS, release func()) {
+	s.t.Helper()
+	cfg := s.config()
+	cfg.AsyncCopyUp = true
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	s.t.Cleanup(release) // before the engine's Close, which settles
+	fs = mountCfg(s.t, cfg)
+	fs.Hooks.LinkerBatch = func() { <-gate }
+	return fs, release
+}
+
+// TestAsyncCopyUpPending: a copied-up file whose copy is not linked yet
+// is the upper object in every way the mount shows (attributes, data,
+// xattrs, lookups), and is linked once settled.
+func TestAsyncCopyUpPending(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower data", "d/g=")
+	if err := unix.Lsetxattr(s.lower(0)+"/d/f", "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	fs, release := s.mountAsync()
+	d, _ := mustWalk(t, fs, "d")
+	f, _, _ := fs.Lookup(d, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(s.upper + "/d") {
+		t.Fatalf("the parent directory is not copied up")
+	}
+	wantAbsent(t, s.upper+"/d/f") // pending: not linked before it is durable
+	writeFile(t, fs, f, "UPPER", 0)
+	if st, err := fs.Getattr(f); err != nil || st.Mode&07777 != 0600 || st.Nlink != 1 || st.Size != 10 {
+		t.Fatalf("Getattr of the pending copy: mode %o nlink %d size %d, %v", st.Mode, st.Nlink, st.Size, err)
+	}
+	// A lookup of the name (a readdirplus, a kernel revalidation) shows
+	// the copy, not the lower file still at the upper path's place.
+	f2, st, err := fs.Lookup(d, "f")
+	if err != nil || f2 != f || st.Mode&07777 != 0600 || st.Size != 10 {
+		t.Fatalf("Lookup of the pending copy: same node %v, mode %o size %d, %v", f2 == f, st.Mode, st.Size, err)
+	}
+	fs.Forget(f2, 1)
+	if got := readAll(t, fs, f); got != "UPPER data" {
+		t.Fatalf("read %q", got)
+	}
+	buf := make([]byte, 8)
+	if n, err := fs.GetXattr(f, "user.k", buf); err != nil || string(buf[:n]) != "v" {
+		t.Fatalf("GetXattr of the pending copy: %q, %v", buf[:n], err)
+	}
+	if got := listXattrNames(t, fs, f); len(got) != 1 || got[0] != "user.k" {
+		t.Fatalf("ListXattr of the pending copy: %q", got)
+	}
+	wantNames(t, "d", listDir(t, fs, d), "f", "g")
+	if got := fileContent(t, s.lower(0)+"/d/f"); got != "lower data" {
+		t.Fatalf("lower file changed: %q", got)
+	}
+
+	release()
+	fs.Settle()
+	if got := fileContent(t, s.upper+"/d/f"); got != "UPPER data" {
+		t.Fatalf("upper file after settling: %q", got)
+	}
+	if st := lstat(t, s.upper+"/d/f"); st.Mode&07777 != 0600 || st.Nlink != 1 {
+		t.Fatalf("upper file after settling: mode %o nlink %d", st.Mode, st.Nlink)
+	}
+	if v, err := xattr(s.upper+"/d/f", "user.k"); err != nil || string(v) != "v" {
+		t.Fatalf("upper file's xattr: %q %v", v, err)
+	}
+	wantWorkEmpty(t, s)
+}
+
+// TestAsyncCopyUpNamedOperations: rename, link and fsync need the copy
+// at its name and durable: they settle it first.
+func TestAsyncCopyUpNamedOperations(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "a=A", "b=B", "c=C", "x=X")
+	fs, release := s.mountAsync()
+	root := fs.Root()
+	var nodes []*overlay.Node
+	for _, name := range []string{"a", "b", "c", "x"} {
+		n, _ := mustWalk(t, fs, name)
+		if _, err := fs.Setattr(n, &overlaySetMode0600); err != nil {
+			t.Fatal(err)
+		}
+		wantAbsent(t, s.upper+"/"+name)
+		nodes = append(nodes, n)
+	}
+	release() // the linker may run from now on; these must not wait for it
+	wantErrno(t, "rename a a2", fs.Rename(root, "a", root, "a2", 0), 0)
+	if got := fileContent(t, s.upper+"/a2"); got != "A" {
+		t.Fatalf("renamed copy: %q", got)
+	}
+	wantWhiteout(t, s.upper+"/a")
+	if _, err := fs.Link(nodes[1], root, "b2"); err != nil {
+		t.Fatal(err)
+	}
+	if st := lstat(t, s.upper+"/b"); st.Nlink != 2 {
+		t.Fatalf("linked copy has nlink %d", st.Nlink)
+	}
+	h, err := fs.Open(nodes[2], unix.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Fsync(h, false); err != nil {
+		t.Fatal(err)
+	}
+	fs.Release(h)
+	if got := fileContent(t, s.upper+"/c"); got != "C" {
+		t.Fatalf("fsynced copy: %q", got)
+	}
+	// Renaming over a pending copy settles it too, then replaces it.
+	wantErrno(t, "rename a2 x", fs.Rename(root, "a2", root, "x", 0), 0)
+	if got := fileContent(t, s.upper+"/x"); got != "A" {
+		t.Fatalf("x after the rename over it: %q", got)
+	}
+	if got := readAll(t, fs, nodes[3]); got != "X" {
+		t.Fatalf("the replaced copy reads %q", got)
+	}
+	fs.Settle()
+	fs.Forget(nodes[3], 1)
+	wantWorkEmpty(t, s)
+}
+
+// TestAsyncCopyUpUnlinked: a pending copy whose name is removed is never
+// linked; its data stays readable through the node until it is
+// forgotten.
+func TestAsyncCopyUpUnlinked(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower")
+	fs, release := s.mountAsync()
+	d, _ := mustWalk(t, fs, "d")
+	f, _, _ := fs.Lookup(d, "f")
+	writeFile(t, fs, f, "UP", 0)
+	wantErrno(t, "unlink", fs.Unlink(d, "f"), 0)
+	release()
+	fs.Settle()
+	wantWhiteout(t, s.upper+"/d/f")
+	if got := readAll(t, fs, f); got != "UPwer" {
+		t.Fatalf("the unlinked copy reads %q", got)
+	}
+	if st, err := fs.Getattr(f); err != nil || st.Size != 5 {
+		t.Fatalf("Getattr of the unlinked copy: size %d, %v", st.Size, err)
+	}
+	fs.Forget(f, 1)
+	wantWorkEmpty(t, s)
+}
+
+// TestAsyncCopyUpForgotten: the kernel forgetting a pending node does not
+// lose the copy: the node stays until it is linked, and a new lookup
+// finds the same object.
+func TestAsyncCopyUpForgotten(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower")
+	fs, release := s.mountAsync()
+	d, _ := mustWalk(t, fs, "d")
+	f, _, _ := fs.Lookup(d, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	before := fs.NodeCount()
+	fs.Forget(f, 1)
+	if fs.NodeCount() != before {
+		t.Fatalf("a pending node left the table when forgotten")
+	}
+	f2, st, err := fs.Lookup(d, "f")
+	if err != nil || f2 != f || st.Mode&07777 != 0600 {
+		t.Fatalf("lookup after forget: same node %v mode %o, %v", f2 == f, st.Mode, err)
+	}
+	fs.Forget(f2, 1)
+	release()
+	fs.Settle()
+	if fs.NodeCount() != before-1 {
+		t.Fatalf("node count %d after settling, want %d", fs.NodeCount(), before-1)
+	}
+	if st := lstat(t, s.upper+"/d/f"); st.Mode&07777 != 0600 {
+		t.Fatalf("upper mode %o", st.Mode)
+	}
+}
+
+// TestAsyncCopyUpClose: closing the engine links every pending copy.
+func TestAsyncCopyUpClose(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "f=lower")
+	cfg := s.config()
+	cfg.AsyncCopyUp = true
+	fs, err := overlay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := mustWalk(t, fs, "f")
+	writeFile(t, fs, f, "L", 0)
+	if err := fs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileContent(t, s.upper+"/f"); got != "Lower" {
+		t.Fatalf("after Close the upper file holds %q", got)
+	}
+	wantWorkEmpty(t, s)
+}
+
+// TestAsyncCopyUpMany: copy-ups from many goroutines, beyond the pending
+// queue's bound, all end linked with their data.
+func TestAsyncCopyUpMany(t *testing.T) {
+	s := newStack(t, 1)
+	const files = 1200
+	var specs []string
+	for i := 0; i < files; i++ {
+		specs = append(specs, fmt.Sprintf("d%d/f%d=lower %d", i%7, i, i))
+	}
+	build(t, s.lower(0), specs...)
+	cfg := s.config()
+	cfg.AsyncCopyUp = true
+	fs := mountCfg(t, cfg)
+	var wg sync.WaitGroup
+	errs := make(chan error, files)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < files; i += 8 {
+				n, _, err := walk(fs, fmt.Sprintf("d%d/f%d", i%7, i))
+				if err == nil {
+					_, err = fs.WriteAt(n, []byte("L"), 0)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	fs.Settle()
+	for i := 0; i < files; i++ {
+		if got, want := fileContent(t, fmt.Sprintf("%s/d%d/f%d", s.upper, i%7, i)), fmt.Sprintf("Lower %d", i); got != want {
+			t.Fatalf("f%d: %q, want %q", i, got, want)
+		}
+	}
+	wantWorkEmpty(t, s)
+}
