@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/hanwen/go-fuse/v2/splice"
 	"github.com/stratafs/strata/fusefs"
 	"github.com/stratafs/strata/mountopt"
 	"github.com/stratafs/strata/overlay"
@@ -75,7 +74,6 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 		return nil, fmt.Errorf("mounting on %s: %w", o.Mountpoint, err)
 	}
 	go srv.Serve()
-	go releaseIdlePipes(srv)
 	if err := srv.WaitMount(); err != nil {
 		srv.Unmount()
 		ov.Close()
@@ -83,27 +81,6 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 	}
 	raiseReadahead(o.Mountpoint)
 	return &Server{Mountpoint: o.Mountpoint, FS: ov, fuse: srv}, nil
-}
-
-// releaseIdlePipes closes, every two seconds, the pipe pairs go-fuse
-// keeps for splicing reads that no reply is using, so an idle daemon holds
-// no more descriptors than it started with. It stops with the server.
-func releaseIdlePipes(srv *fuse.Server) {
-	done := make(chan struct{})
-	go func() {
-		srv.Wait()
-		close(done)
-	}()
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			splice.ClearSplicePool()
-		}
-	}
 }
 
 // raiseReadahead lifts the mount's readahead from FUSE's 128 KiB to
@@ -181,7 +158,8 @@ func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
 		FsName:                   o.FsName,
 		Name:                     o.Subtype,
 		MaxWrite:                 1 << 20,
-		MaxBackground:            16, // in-flight async reads; each may hold a splice pipe pair
+		MaxBackground:            16,   // in-flight async reads (readahead)
+		DisableSplice:            true, // see fusefs.FS.Read
 		Debug:                    o.Debug,
 		EnableSymlinkCaching:     true, // a symlink's target never changes
 		ExplicitDataCacheControl: true, // the daemon knows when data changes

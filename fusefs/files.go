@@ -25,10 +25,12 @@ func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	return fuse.ENOSYS
 }
 
-// Read answers from the node's current backing file, spliced to the
-// kernel without a copy through the daemon for large reads. The node's
-// data lock is held until the reply is sent (lockedRead.Done), so a
-// concurrent copy-up cannot close the descriptor under the splice.
+// Read answers from the node's current backing file. The node's data
+// lock is held until the reply is sent (lockedRead.Done), so a concurrent
+// copy-up cannot close the descriptor in between. The data is read into
+// the reply buffer, not spliced: go-fuse takes a splice that returns
+// fewer bytes than asked for as the end of the file, and the kernel then
+// shrinks the file under its readers (a mapping of it gets SIGBUS).
 func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	n := fs.node(in.NodeId)
 	if n == nil {
@@ -41,7 +43,7 @@ func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Re
 	return &lockedRead{fd: fd, off: int64(in.Offset), size: int(in.Size), done: done}, fuse.OK
 }
 
-// lockedRead is a zero-copy read result that releases a lock when sent.
+// lockedRead is a read result that releases a lock when sent.
 type lockedRead struct {
 	fd   int
 	off  int64
@@ -49,10 +51,7 @@ type lockedRead struct {
 	done func()
 }
 
-// Seekable lets go-fuse splice from the descriptor.
-func (r *lockedRead) Seekable() (uintptr, int64, int) { return uintptr(r.fd), r.off, r.size }
-
-// Bytes reads into buf where splicing is not possible.
+// Bytes reads into buf, to the end of the file or of the request.
 func (r *lockedRead) Bytes(buf []byte) ([]byte, fuse.Status) {
 	if len(buf) > r.size {
 		buf = buf[:r.size]

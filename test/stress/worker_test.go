@@ -433,7 +433,9 @@ func (w *worker) sharedOp() {
 				var m []byte
 				if m, err = unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
 					if _, ok := faultless(func() []byte { return append([]byte(nil), m...) }); !ok {
-						w.fail("mmap read of shared %s: SIGBUS", name)
+						var st2 unix.Stat_t
+						unix.Fstat(fd, &st2)
+						w.fail("mmap read of shared %s: SIGBUS (ino %d size at mmap %d, now %d)", name, st.Ino, st.Size, st2.Size)
 					}
 					unix.Munmap(m)
 				}
