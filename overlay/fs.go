@@ -78,6 +78,8 @@ type FS struct {
 	tmpSeq       atomic.Uint64
 	copyUps      atomic.Uint64
 	linkFailures atomic.Uint64
+	batchSyncs   atomic.Uint64 // syncfs calls of the linker
+	fileSyncs    atomic.Uint64 // pending copy-ups synced one by one
 
 	// Logf, when set, is told of problems no request can report (a
 	// background link that failed).

@@ -103,7 +103,13 @@ func (fs *FS) settleAll() {
 		if len(batch) == 0 {
 			return
 		}
-		synced := unix.Syncfs(fs.upper.fd) == nil
+		// The work directory is on the upper layer's filesystem (and its
+		// descriptor, unlike the layer roots', is not O_PATH, which
+		// syncfs refuses).
+		synced := unix.Syncfs(int(fs.workFd.Fd())) == nil
+		if synced {
+			fs.batchSyncs.Add(1)
+		}
 		var failed []*Node
 		for _, n := range batch {
 			if err := fs.settle(n, !synced); err != nil {
@@ -149,6 +155,7 @@ func (fs *FS) settle(n *Node, sync bool) error {
 		if err := unix.Fsync(b.fd); err != nil {
 			return err
 		}
+		fs.fileSyncs.Add(1)
 	}
 	err := fs.linkPending(n, b)
 	if err == nil {

@@ -250,6 +250,10 @@ func TestAsyncCopyUpMany(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.Settle()
+	// One flush of the filesystem per batch, not one per file.
+	if st := fs.Stats(); st.FileSyncs != 0 || st.BatchSyncs == 0 || st.BatchSyncs > files/4 {
+		t.Errorf("%d copy-ups flushed with %d syncfs and %d fsyncs", files, st.BatchSyncs, st.FileSyncs)
+	}
 	for i := 0; i < files; i++ {
 		if got, want := fileContent(t, fmt.Sprintf("%s/d%d/f%d", s.upper, i%7, i)), fmt.Sprintf("Lower %d", i); got != want {
 			t.Fatalf("f%d: %q, want %q", i, got, want)

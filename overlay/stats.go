@@ -7,6 +7,8 @@ type Stats struct {
 	OpenFiles    int    // backing files open
 	Pending      int    // copy-ups not linked into the upper layer yet
 	LinkFailures uint64 // background links that failed (and were retried)
+	BatchSyncs   uint64 // flushes of the upper filesystem for pending copy-ups
+	FileSyncs    uint64 // pending copy-ups flushed one by one (fsync, rename, link)
 }
 
 // Stats returns the engine's counters.
@@ -15,5 +17,6 @@ func (fs *FS) Stats() Stats {
 	pending := len(fs.pending.nodes)
 	fs.pending.mu.Unlock()
 	return Stats{CopyUps: fs.copyUps.Load(), Nodes: fs.NodeCount(), OpenFiles: fs.OpenFiles(),
-		Pending: pending, LinkFailures: fs.linkFailures.Load()}
+		Pending: pending, LinkFailures: fs.linkFailures.Load(),
+		BatchSyncs: fs.batchSyncs.Load(), FileSyncs: fs.fileSyncs.Load()}
 }
