@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -79,20 +81,36 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 		ov.Close()
 		return nil, fmt.Errorf("mounting on %s: %w", o.Mountpoint, err)
 	}
-	raiseReadahead(o.Mountpoint)
+	raiseReadahead(o.Mountpoint, o.Lowers[0])
 	return &Server{Mountpoint: o.Mountpoint, FS: ov, fuse: srv}, nil
 }
 
-// raiseReadahead lifts the mount's readahead from FUSE's 128 KiB to
-// 1 MiB (the largest request the mount takes), so sequential reads of
-// large files need fewer round trips. Best effort: it needs root.
-func raiseReadahead(mnt string) {
+// raiseReadahead gives the mount the readahead of the filesystem its
+// top lower layer is on (at least 1 MiB, the largest request the mount
+// takes), instead of FUSE's 128 KiB: the kernel's overlayfs reads the
+// real files with theirs. Sequential reads then need fewer round trips,
+// and page faults of a mapped file read around as they would on the real
+// file. Best effort: it needs root, and a layer on a block device.
+func raiseReadahead(mnt string, layer string) {
 	var st unix.Stat_t
 	if unix.Stat(mnt, &st) != nil {
 		return
 	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
-	os.WriteFile(p, []byte("1024"), 0)
+	kb := 1024
+	var lst unix.Stat_t
+	if unix.Stat(layer, &lst) == nil {
+		if b, err := os.ReadFile(bdiPath(lst.Dev)); err == nil {
+			if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > kb {
+				kb = min(v, 16384)
+			}
+		}
+	}
+	os.WriteFile(bdiPath(st.Dev), []byte(strconv.Itoa(kb)), 0)
+}
+
+// bdiPath is the readahead setting of the filesystem on dev.
+func bdiPath(dev uint64) string {
+	return fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
 }
 
 // Wait blocks until the mount goes away (umount, fusermount3 -u, or

@@ -35,6 +35,7 @@ func (fs *FS) copyUp(n *Node, limit int64) error {
 	n.copyMu.Lock()
 	relink, err := fs.copyUpLocked(n, limit)
 	n.copyMu.Unlock()
+	fs.trimFiles() // the copy is an open file more
 	if err == nil && relink && fs.AttrChanged != nil {
 		// The object's link count now comes from its upper copy (a lower
 		// hard link's drops to 1, a directory becomes merged): whoever

@@ -26,6 +26,14 @@ type NewObject struct {
 // handle. A whiteout at the name is replaced; a directory made over a
 // whiteout is opaque, so the lower directory it replaces stays hidden.
 func (fs *FS) Create(parent *Node, name string, obj NewObject, c Caller) (*Node, *Handle, unix.Stat_t, error) {
+	n, h, st, err := fs.create(parent, name, obj, c)
+	if err == nil && h == nil && obj.Kind == unix.S_IFREG {
+		fs.trimFiles() // the new file's descriptor was kept
+	}
+	return n, h, st, err
+}
+
+func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node, *Handle, unix.Stat_t, error) {
 	var st unix.Stat_t
 	if fs.upper == nil {
 		return nil, nil, st, unix.EROFS

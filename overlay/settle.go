@@ -123,6 +123,7 @@ func (fs *FS) settleAll() {
 		p.mu.Lock()
 		p.space.Broadcast()
 		p.mu.Unlock()
+		fs.trimFiles() // the copies linked may be closed now
 		if len(failed) > 0 {
 			// Tried again with the next batch; the copy is in use meanwhile.
 			p.mu.Lock()
