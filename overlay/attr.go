@@ -74,23 +74,29 @@ func (fs *FS) backingAttr(n *Node) (st unix.Stat_t, ok bool, err error) {
 	n.dataMu.RLock()
 	defer n.dataMu.RUnlock()
 	b := n.backing
-	if b == nil {
+	fd, upper := -1, false
+	switch {
+	case n.dataPending.Load():
+		fd, upper = n.metaFd, true // the copy has the metadata
+	case b != nil:
+		fd, upper = b.fd, b.upper
+	default:
 		return st, false, nil
 	}
-	if err := unix.Fstat(b.fd, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return st, true, err
 	}
 	l := fs.upper
-	if !b.upper && len(n.lowers) > 0 {
+	if !upper && len(n.lowers) > 0 {
 		l = fs.layers[n.lowers[0]]
 	}
 	if l != nil && l.override != "" {
-		applyOverride(l, realRef{fd: b.fd}, &st)
+		applyOverride(l, realRef{fd: fd}, &st)
 	}
 	switch {
 	case n.pending.Load():
 		st.Nlink = 1 // not linked yet, but it will have this one name
-	case n.grave != "" || !b.upper:
+	case n.grave != "" || !upper || n.anon:
 		fs.unlinkedNlink(n, &st)
 	}
 	fs.fixAttr(n, &st)
@@ -139,7 +145,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 	if fs.upper == nil {
 		return st, unix.EROFS
 	}
-	limit := int64(-1)
+	limit := metaOnly
 	if a.Valid&SetSize != 0 {
 		if n.kind == unix.S_IFDIR {
 			return st, unix.EISDIR
@@ -149,6 +155,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 	if err := fs.copyUp(n, limit); err != nil {
 		return st, err
 	}
+	unlock := fs.lockMeta(n)
 	err := fs.onReal(n, func(path string, fd int) error {
 		if fs.upper.override != "" && a.Valid&(SetUID|SetGID|SetMode) != 0 {
 			if err := fs.setOverride(n, path, fd, a); err != nil {
@@ -221,6 +228,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 		}
 		return nil
 	})
+	unlock()
 	if err != nil {
 		return st, err
 	}
@@ -261,6 +269,9 @@ func (fs *FS) onReal(n *Node, fn func(path string, fd int) error) error {
 	defer fs.treeMu.RUnlock()
 	n.dataMu.RLock()
 	defer n.dataMu.RUnlock()
+	if n.dataPending.Load() {
+		return fn("", n.metaFd)
+	}
 	if b := n.backing; b != nil && b.upper {
 		return fn("", b.fd)
 	}

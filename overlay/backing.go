@@ -39,6 +39,21 @@ type backing struct {
 
 func (b *backing) evictable() bool { return b.pins == 0 && !b.keep }
 
+// setKeep marks b as the only copy of its object (or no longer): a kept
+// file leaves the cache's ring, which then only holds files it may close.
+// The caller holds b.node.dataMu exclusively.
+func (fs *FS) setKeep(b *backing, keep bool) {
+	if b.keep == keep {
+		return
+	}
+	b.keep = keep
+	if keep {
+		fs.files.remove(b)
+	} else {
+		fs.files.add(b)
+	}
+}
+
 // DefaultMaxOpenFiles is how many backing files the engine keeps open
 // when Config.MaxOpenFiles is 0.
 const DefaultMaxOpenFiles = 64
@@ -215,8 +230,8 @@ func (fs *FS) CloseIdleFiles() {
 	fs.trimFiles()
 }
 
-// OpenFiles returns how many backing files are open (for tests and
-// stats).
+// OpenFiles returns how many backing files the cache holds, those it may
+// close (for tests and stats).
 func (fs *FS) OpenFiles() int {
 	fs.files.mu.Lock()
 	defer fs.files.mu.Unlock()
@@ -300,6 +315,10 @@ func (fs *FS) openBacking(n *Node, write bool) error {
 // caller holds treeMu.
 func (fs *FS) openReal(n *Node, write bool) (fd int, writable, upper bool, err error) {
 	switch {
+	case n.dataPending.Load() && !write:
+		// Its copy has no data yet: the lower file has the same bytes.
+		fd, err = fs.layers[n.dataLayer].open(n.rel(), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_LARGEFILE|unix.O_NOATIME, 0)
+		return fd, false, false, err
 	case n.anon:
 		return -1, false, false, unix.ENOENT // its only copy was its backing file
 	case n.upper && n.deleted.Load():
@@ -333,8 +352,27 @@ func (fs *FS) openReal(n *Node, write bool) (fd int, writable, upper bool, err e
 	return fd, false, false, err
 }
 
-// closeAllFiles closes every backing file (the engine is closing).
+// closeAllFiles closes every backing file, and the copies whose data was
+// still to come (the engine is closing).
 func (fs *FS) closeAllFiles() {
+	fs.tableMu.Lock()
+	nodes := make([]*Node, 0, len(fs.nodes))
+	for _, n := range fs.nodes {
+		nodes = append(nodes, n)
+	}
+	fs.tableMu.Unlock()
+	for _, n := range nodes {
+		n.dataMu.Lock()
+		if n.backing != nil {
+			fs.closeBackingLocked(n)
+		}
+		if n.dataPending.Load() {
+			unix.Close(n.metaFd)
+			n.dataPending.Store(false)
+		}
+		n.dataMu.Unlock()
+	}
+	// Files of nodes no longer in the table (kept open by a Handle).
 	c := &fs.files
 	for {
 		c.mu.Lock()

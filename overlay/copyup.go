@@ -7,9 +7,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// metaOnly, as copyUp's limit, says the change is to metadata only
+// (owner, mode, times, xattrs): a regular file's data may then follow
+// later, in the background (see fillData).
+const metaOnly = int64(-2)
+
 // copyUp makes n exist in the upper layer, with its parents first. For a
 // regular file, limit >= 0 copies only the first limit bytes of data (the
-// caller is about to truncate there); limit < 0 copies it all.
+// caller is about to truncate there); limit -1 copies it all, and
+// metaOnly may leave the data for later.
 //
 // The new upper object is built in the work directory (an O_TMPFILE for
 // regular files) with its data, owner, mode, xattrs and times, and only
@@ -25,6 +31,9 @@ func (fs *FS) copyUp(n *Node, limit int64) error {
 	done, parent := n.upper, n.parent
 	fs.treeMu.RUnlock()
 	if done {
+		if limit != metaOnly && n.dataPending.Load() {
+			return fs.fillData(n) // the data is wanted now
+		}
 		return nil
 	}
 	if parent != nil {
@@ -115,13 +124,25 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	if limit >= 0 && limit < size {
 		size = limit
 	}
-	if err := fs.copyData(sfd, tfd, size); err != nil {
+	// A metadata change to a file with data does not wait for the data:
+	// the copy gets its size (sparse), the rest of what the object shows,
+	// and the lower file keeps serving reads until the data follows.
+	deferData := limit == metaOnly && size > 0 && fs.cfg.AsyncCopyUp && !fs.cfg.Volatile
+	if deferData {
+		err = unix.Ftruncate(tfd, size)
+	} else {
+		err = fs.copyData(sfd, tfd, size)
+	}
+	if err != nil {
 		return false, err
 	}
 	if err := fs.copyMeta(st, realRef{fd: sfd}, realRef{fd: tfd}, n.ino); err != nil {
 		return false, err
 	}
-	pending, err := fs.installCopy(n, tfd, tmpPath)
+	if deferData {
+		n.dataLayer = src.Index
+	}
+	pending, err := fs.installCopy(n, tfd, tmpPath, deferData)
 	if err != nil {
 		return false, err
 	}
@@ -136,7 +157,7 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 // backing file. With AsyncCopyUp (and not volatile) it is only queued,
 // to be linked into the upper layer once durable (settle.go), and it
 // reports that; otherwise it is synced and linked now.
-func (fs *FS) installCopy(n *Node, tfd int, tmpPath string) (pending bool, err error) {
+func (fs *FS) installCopy(n *Node, tfd int, tmpPath string, deferData bool) (pending bool, err error) {
 	async := fs.cfg.AsyncCopyUp && !fs.cfg.Volatile
 	if !async {
 		if err := fs.fsync(tfd); err != nil {
@@ -173,14 +194,81 @@ func (fs *FS) installCopy(n *Node, tfd int, tmpPath string) (pending bool, err e
 	}
 	n.lowers = nil
 	fs.copyUps.Add(1)
+	n.dataMu.Lock()
+	defer n.dataMu.Unlock()
+	if deferData {
+		// The copy answers for the object's metadata; the lower file,
+		// which has the same bytes, for its data, until fillData.
+		n.metaFd = tfd
+		n.dataPending.Store(true)
+		return pending, nil
+	}
 	// The new file becomes the node's backing file: every reader and
 	// writer of the node uses it from now on.
-	n.dataMu.Lock()
 	b := fs.setBackingLocked(n, tfd, true, true)
-	b.keep = n.anon || pending // its only copy (for now)
-	n.dataMu.Unlock()
+	fs.setKeep(b, n.anon || pending) // its only copy (for now)
 	return pending, nil
 }
+
+// fillData gives a copy-up whose data was left for later (metaOnly) its
+// data, and makes it the node's backing file.
+func (fs *FS) fillData(n *Node) error {
+	n.copyMu.Lock()
+	defer n.copyMu.Unlock()
+	return fs.fillDataLocked(n)
+}
+
+// fillDataLocked is fillData with n.copyMu held.
+func (fs *FS) fillDataLocked(n *Node) error {
+	if !n.dataPending.Load() {
+		return nil
+	}
+	fs.treeMu.RLock()
+	src, rel := fs.layers[n.dataLayer], n.rel()
+	fs.treeMu.RUnlock()
+	sfd, err := src.open(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_LARGEFILE|unix.O_NOATIME, 0)
+	if err == unix.EPERM {
+		sfd, err = src.open(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_LARGEFILE, 0)
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(sfd)
+	// Metadata changes of the copy hold copyMu too (lockMeta): its times
+	// and capability, as they are now, go back after the data, whose
+	// writing stamps mtime and drops security.capability. Readers go on
+	// reading the lower file meanwhile.
+	n.dataMu.RLock()
+	tfd := n.metaFd
+	n.dataMu.RUnlock()
+	var st unix.Stat_t
+	if err := unix.Fstat(tfd, &st); err != nil {
+		return err
+	}
+	caps, _ := realRef{fd: tfd}.getXattr(xattrCaps)
+	if err := fs.copyData(sfd, tfd, st.Size); err != nil {
+		return err
+	}
+	ts := [2]unix.Timespec{st.Atim, st.Mtim}
+	if err := futimens(tfd, &ts); err != nil {
+		return err
+	}
+	if caps != nil {
+		if err := unix.Fsetxattr(tfd, xattrCaps, caps, 0); err != nil {
+			return err
+		}
+	}
+	n.dataMu.Lock()
+	defer n.dataMu.Unlock()
+	b := fs.setBackingLocked(n, tfd, true, true)
+	fs.setKeep(b, n.anon || n.pending.Load())
+	n.metaFd = -1
+	n.dataPending.Store(false)
+	return nil
+}
+
+// xattrCaps holds a file's capabilities; writing data drops it.
+const xattrCaps = "security.capability"
 
 // copyUpOther copies up a directory, symlink or special file: built in
 // the work directory, then renamed into place.
@@ -306,6 +394,8 @@ func (fs *FS) copyMeta(st *unix.Stat_t, src, dst realRef, ino uint64) error {
 	switch {
 	case useOverride:
 		// Owner and mode go in the override xattr, written below.
+	case st.Uid == fs.selfUID && st.Gid == fs.selfGID:
+		// Made by the daemon (not in a setgid directory): owned right.
 	case dst.path == "":
 		err = unix.Fchown(dst.fd, int(st.Uid), int(st.Gid))
 	default:
@@ -524,4 +614,15 @@ func removeTemp(path string) {
 		unix.Unlink(path + "/" + e.name)
 	}
 	unix.Rmdir(path)
+}
+
+// lockMeta holds n.copyMu while a metadata change goes to a copy whose
+// data is still to come (fillData puts its times back after the data).
+// It returns the unlock.
+func (fs *FS) lockMeta(n *Node) func() {
+	if !n.dataPending.Load() {
+		return func() {}
+	}
+	n.copyMu.Lock()
+	return n.copyMu.Unlock
 }

@@ -29,6 +29,12 @@ type Node struct {
 	// A copy-up not yet linked into the upper layer (settle.go). Written
 	// with treeMu held exclusively.
 	pending atomic.Bool
+	// A copy-up whose data is still in lower layer dataLayer (metaOnly
+	// in copyup.go): metaFd, the copy, answers for the metadata (guarded
+	// by dataMu), the lower file for the data.
+	dataPending atomic.Bool
+	dataLayer   int
+	metaFd      int
 
 	// Guarded by tableMu.
 	aliases  []link           // further names of a hard-linked upper file
@@ -234,6 +240,10 @@ func (fs *FS) dropData(n *Node) {
 	n.grave = ""
 	if b := n.backing; b != nil && b.pins == 0 {
 		fs.closeBackingLocked(n)
+	}
+	if n.dataPending.Load() && !n.pending.Load() {
+		unix.Close(n.metaFd) // an unlinked copy whose data never came
+		n.dataPending.Store(false)
 	}
 	n.dataMu.Unlock()
 	if grave != "" {

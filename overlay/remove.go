@@ -105,7 +105,7 @@ func (fs *FS) keepData(c *Node, parent *Node, name string, e *entry) (grave bool
 		}
 		fs.setBackingLocked(c, fd, true, true)
 	}
-	c.backing.keep = true
+	fs.setKeep(c.backing, true)
 	return false, nil
 }
 

@@ -66,10 +66,17 @@ func (fs *FS) addPending(n *Node) {
 	p.kick()
 }
 
+// gatherTime is how long the linker lets copy-ups gather before it
+// flushes them: one flush of the filesystem (a journal commit) per batch,
+// and foreground work stalls less on commits the fewer there are.
+const gatherTime = 10 * time.Millisecond
+
 // linker settles pending copy-ups in batches until the engine closes.
 func (fs *FS) linker() {
 	p := &fs.pending
 	defer close(p.done)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	for {
 		select {
 		case <-p.stop:
@@ -77,61 +84,73 @@ func (fs *FS) linker() {
 		case <-p.wake:
 		}
 		// Let a burst of copy-ups gather for one flush.
+		t.Reset(gatherTime)
 		select {
 		case <-p.stop:
 			return
-		case <-time.After(2 * time.Millisecond):
+		case <-t.C:
 		}
 		if h := fs.Hooks.LinkerBatch; h != nil {
 			h()
 		}
-		fs.settleAll()
+		fs.settleBatch()
 	}
 }
 
-// settleAll makes every pending copy-up durable with one flush of the
-// upper filesystem and links each into place.
+// settleAll makes every pending copy-up durable and linked.
 func (fs *FS) settleAll() {
+	for fs.settleBatch() {
+	}
+}
+
+// settleBatch makes the pending copy-ups durable with one flush of the
+// upper filesystem and links each into place. It reports whether there
+// was any to settle and all were linked.
+func (fs *FS) settleBatch() bool {
 	p := &fs.pending
 	p.run.Lock()
 	defer p.run.Unlock()
-	for {
-		p.mu.Lock()
-		batch := p.nodes
-		p.nodes = nil
-		p.mu.Unlock()
-		if len(batch) == 0 {
-			return
-		}
-		// The work directory is on the upper layer's filesystem (and its
-		// descriptor, unlike the layer roots', is not O_PATH, which
-		// syncfs refuses).
-		synced := unix.Syncfs(int(fs.workFd.Fd())) == nil
-		if synced {
-			fs.batchSyncs.Add(1)
-		}
-		var failed []*Node
-		for _, n := range batch {
-			if err := fs.settle(n, !synced); err != nil {
-				fs.linkFailures.Add(1)
-				if fs.Logf != nil {
-					fs.Logf("copy-up of node %d not linked yet: %v", n.id, err)
-				}
-				failed = append(failed, n)
+	p.mu.Lock()
+	batch := p.nodes
+	p.nodes = nil
+	p.mu.Unlock()
+	if len(batch) == 0 {
+		return false
+	}
+	// Copies whose data was left for later get it now, before the flush.
+	for _, n := range batch {
+		if n.dataPending.Load() {
+			if err := fs.fillData(n); err != nil && fs.Logf != nil {
+				fs.Logf("copy-up of node %d: data: %v", n.id, err)
 			}
 		}
-		p.mu.Lock()
-		p.space.Broadcast()
-		p.mu.Unlock()
-		fs.trimFiles() // the copies linked may be closed now
-		if len(failed) > 0 {
-			// Tried again with the next batch; the copy is in use meanwhile.
-			p.mu.Lock()
-			p.nodes = append(p.nodes, failed...)
-			p.mu.Unlock()
-			return
+	}
+	// The work directory is on the upper layer's filesystem (and its
+	// descriptor, unlike the layer roots', is not O_PATH, which syncfs
+	// refuses).
+	synced := unix.Syncfs(int(fs.workFd.Fd())) == nil
+	if synced {
+		fs.batchSyncs.Add(1)
+	}
+	var failed []*Node
+	for _, n := range batch {
+		if err := fs.settle(n, !synced); err != nil {
+			fs.linkFailures.Add(1)
+			if fs.Logf != nil {
+				fs.Logf("copy-up of node %d not linked yet: %v", n.id, err)
+			}
+			failed = append(failed, n)
 		}
 	}
+	p.mu.Lock()
+	p.space.Broadcast()
+	if len(failed) > 0 {
+		// Tried again with the next batch; the copy is in use meanwhile.
+		p.nodes = append(p.nodes, failed...)
+	}
+	p.mu.Unlock()
+	fs.trimFiles() // the copies linked may be closed now
+	return len(failed) == 0
 }
 
 // settle links a pending copy-up into the upper layer, after syncing it
@@ -145,6 +164,12 @@ func (fs *FS) settle(n *Node, sync bool) error {
 	defer n.copyMu.Unlock()
 	if !n.pending.Load() {
 		return nil
+	}
+	if n.dataPending.Load() {
+		if err := fs.fillDataLocked(n); err != nil {
+			return err
+		}
+		sync = true // not covered by the caller's flush
 	}
 	n.dataMu.RLock()
 	b := n.backing
@@ -187,7 +212,7 @@ func (fs *FS) linkPending(n *Node, b *backing) error {
 	n.pending.Store(false)
 	n.dataMu.Lock()
 	if n.backing == b {
-		b.keep = false
+		fs.setKeep(b, false)
 	}
 	n.dataMu.Unlock()
 	return nil

@@ -261,3 +261,116 @@ func TestAsyncCopyUpMany(t *testing.T) {
 	}
 	wantWorkEmpty(t, s)
 }
+
+// capV2 is a valid security.capability value (revision 2, effective,
+// CAP_NET_RAW permitted).
+var capV2 = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+// TestAsyncMetaCopyUpDefersData: a metadata change copies up the
+// metadata at once and leaves the data for the linker; until then the
+// lower file serves reads, and the copy the metadata. The data, when it
+// comes, keeps the times and the capability the copy had.
+func TestAsyncMetaCopyUpDefersData(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower data", "d/g=other")
+	if err := unix.Lsetxattr(s.lower(0)+"/d/f", "security.capability", capV2, 0); err != nil {
+		t.Skipf("no security.capability here: %v", err)
+	}
+	fs, release := s.mountAsync()
+	f, _ := mustWalk(t, fs, "d/f")
+	if _, err := fs.Setattr(f, &overlay.SetAttr{Valid: overlay.SetMode | overlay.SetMtime, Mode: 0600, Mtime: ts(1234)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := fs.Getattr(f)
+	if err != nil || st.Mode&07777 != 0600 || st.Mtim != ts(1234) || st.Size != 10 {
+		t.Fatalf("Getattr with the data to come: mode %o mtime %v size %d, %v", st.Mode, st.Mtim, st.Size, err)
+	}
+	if got := readAll(t, fs, f); got != "lower data" {
+		t.Fatalf("read with the data to come: %q", got)
+	}
+	buf := make([]byte, 64)
+	if n, err := fs.GetXattr(f, "security.capability", buf); err != nil || string(buf[:n]) != string(capV2) {
+		t.Fatalf("capability with the data to come: %x, %v", buf[:n], err)
+	}
+	// A second change goes to the copy too.
+	if err := fs.SetXattr(f, "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	fs.Settle()
+	if got := fileContent(t, s.upper+"/d/f"); got != "lower data" {
+		t.Fatalf("upper data: %q", got)
+	}
+	ust := lstat(t, s.upper+"/d/f")
+	if ust.Mode&07777 != 0600 || ust.Mtim != ts(1234) {
+		t.Fatalf("upper file: mode %o mtime %v", ust.Mode, ust.Mtim)
+	}
+	if v, err := xattr(s.upper+"/d/f", "security.capability"); err != nil || string(v) != string(capV2) {
+		t.Fatalf("upper capability: %x, %v", v, err)
+	}
+	if v, err := xattr(s.upper+"/d/f", "user.k"); err != nil || string(v) != "v" {
+		t.Fatalf("upper user.k: %q, %v", v, err)
+	}
+	wantAbsent(t, s.upper+"/d/g")
+	wantWorkEmpty(t, s)
+}
+
+// TestAsyncMetaCopyUpThenWrite: a write to a copy whose data is still to
+// come brings the data first.
+func TestAsyncMetaCopyUpThenWrite(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "f=lower data")
+	fs, release := s.mountAsync()
+	f, _ := mustWalk(t, fs, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, fs, f, "LOW", 0)
+	if got := readAll(t, fs, f); got != "LOWer data" {
+		t.Fatalf("read after the write: %q", got)
+	}
+	// Truncate too.
+	if _, err := fs.Setattr(f, &overlay.SetAttr{Valid: overlay.SetSize, Size: 5}); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	fs.Settle()
+	if got := fileContent(t, s.upper+"/f"); got != "LOWer" {
+		t.Fatalf("upper data: %q", got)
+	}
+	if st := lstat(t, s.upper+"/f"); st.Mode&07777 != 0600 {
+		t.Fatalf("upper mode %o", st.Mode)
+	}
+}
+
+// TestAsyncMetaCopyUpUnlinked: a copy with its data to come, unlinked,
+// still reads (from the lower file) and takes writes.
+func TestAsyncMetaCopyUpUnlinked(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower", "d/h=x")
+	fs, release := s.mountAsync()
+	d, _ := mustWalk(t, fs, "d")
+	f, _, _ := fs.Lookup(d, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "unlink", fs.Unlink(d, "f"), 0)
+	release()
+	fs.Settle()
+	wantWhiteout(t, s.upper+"/d/f")
+	if st, err := fs.Getattr(f); err != nil || st.Mode&07777 != 0600 || st.Nlink != 0 {
+		t.Fatalf("Getattr of the unlinked copy: mode %o nlink %d, %v", st.Mode, st.Nlink, err)
+	}
+	if got := readAll(t, fs, f); got != "lower" {
+		t.Fatalf("read of the unlinked copy: %q", got)
+	}
+	writeFile(t, fs, f, "UP", 0)
+	if got := readAll(t, fs, f); got != "UPwer" {
+		t.Fatalf("read after a write: %q", got)
+	}
+	if got := fileContent(t, s.lower(0)+"/d/f"); got != "lower" {
+		t.Fatalf("lower file changed: %q", got)
+	}
+	fs.Forget(f, 1)
+	wantWorkEmpty(t, s)
+}

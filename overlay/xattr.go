@@ -32,14 +32,22 @@ func listXattrs(path string) ([]string, error) {
 }
 
 func flistXattrs(fd int) ([]string, error) {
-	sz, err := unix.Flistxattr(fd, nil)
+	var small [512]byte
+	buf := small[:]
+	n, err := unix.Flistxattr(fd, buf)
+	for err == unix.ERANGE {
+		var sz int
+		if sz, err = unix.Flistxattr(fd, nil); err != nil {
+			return nil, err
+		}
+		buf = make([]byte, sz+256)
+		n, err = unix.Flistxattr(fd, buf)
+	}
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, sz+256)
-	n, err := unix.Flistxattr(fd, buf)
-	if err != nil {
-		return nil, err
+	if n == 0 {
+		return nil, nil
 	}
 	var names []string
 	for _, s := range strings.Split(string(buf[:n]), "\x00") {
@@ -123,6 +131,8 @@ func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 		n.dataMu.RLock()
 		defer n.dataMu.RUnlock()
 		switch {
+		case n.dataPending.Load():
+			return fn(realRef{fd: n.metaFd})
 		case n.backing != nil:
 			return fn(realRef{fd: n.backing.fd})
 		case n.grave != "":
@@ -230,9 +240,11 @@ func (fs *FS) changeXattr(n *Node, fn func(r realRef) error) error {
 	if fs.upper == nil {
 		return unix.EROFS
 	}
-	if err := fs.copyUp(n, -1); err != nil {
+	if err := fs.copyUp(n, metaOnly); err != nil {
 		return err
 	}
+	unlock := fs.lockMeta(n)
+	defer unlock()
 	return fs.onReal(n, func(path string, fd int) error {
 		if fd >= 0 {
 			return fn(realRef{fd: fd})

@@ -38,11 +38,20 @@ func testHooks() overlay.Hooks {
 }
 
 // startProfile writes a CPU profile of the daemon to $STRATA_CPUPROFILE
-// until the returned function is called (at unmount).
+// until the returned function is called (at unmount), and a heap profile
+// to $STRATA_MEMPROFILE then.
 func startProfile() func() {
+	heap := func() {
+		if p := os.Getenv("STRATA_MEMPROFILE"); p != "" {
+			if f, err := os.Create(p); err == nil {
+				pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}
+	}
 	path := os.Getenv("STRATA_CPUPROFILE")
 	if path == "" {
-		return func() {}
+		return heap
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -55,5 +64,6 @@ func startProfile() func() {
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+		heap()
 	}
 }
