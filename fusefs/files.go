@@ -2,7 +2,6 @@ package fusefs
 
 import (
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 )
 
 // Files are never opened or closed through the daemon: OPEN and FLUSH
@@ -25,61 +24,24 @@ func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	return fuse.ENOSYS
 }
 
-// Read answers from the node's current backing file. The node's data
-// lock is held until the reply is sent (lockedRead.Done), so a concurrent
-// copy-up cannot close the descriptor in between. The data is read into
-// the reply buffer, not spliced: go-fuse takes a splice that returns
+// Read answers from the node's current backing file, read straight into
+// the reply buffer. (Not spliced: go-fuse takes a splice that returns
 // fewer bytes than asked for as the end of the file, and the kernel then
-// shrinks the file under its readers (a mapping of it gets SIGBUS).
+// shrinks the file under its readers, whose mappings get SIGBUS.)
 func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return nil, fuse.ENOENT
 	}
-	fd, done, err := fs.ov.ReadFdAt(n)
+	if len(buf) < int(in.Size) {
+		buf = make([]byte, in.Size) // a short read would read as the end of the file
+	}
+	buf = buf[:in.Size]
+	got, err := fs.ov.ReadAt(n, buf, int64(in.Offset))
 	if err != nil {
 		return nil, status(err)
 	}
-	return &lockedRead{fd: fd, off: int64(in.Offset), size: int(in.Size), done: done}, fuse.OK
-}
-
-// lockedRead is a read result that releases a lock when sent.
-type lockedRead struct {
-	fd   int
-	off  int64
-	size int
-	done func()
-}
-
-// Bytes reads into buf, to the end of the file or of the request.
-func (r *lockedRead) Bytes(buf []byte) ([]byte, fuse.Status) {
-	if len(buf) > r.size {
-		buf = buf[:r.size]
-	}
-	total := 0
-	for total < len(buf) {
-		n, err := unix.Pread(r.fd, buf[total:], r.off+int64(total))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, fuse.ToStatus(err)
-		}
-		if n == 0 {
-			break
-		}
-		total += n
-	}
-	return buf[:total], fuse.OK
-}
-
-func (r *lockedRead) Size() int { return r.size }
-
-func (r *lockedRead) Done() {
-	if r.done != nil {
-		r.done()
-		r.done = nil
-	}
+	return fuse.ReadResultData(buf[:got]), fuse.OK
 }
 
 // Write writes to the node's data; the first write to a lower file

@@ -257,7 +257,7 @@ func (fs *FS) acquire(n *Node, write bool) (*backing, error) {
 			return nil, err
 		}
 	}
-	for try := 0; ; try++ {
+	for {
 		n.dataMu.RLock()
 		if b := n.backing; b != nil && (!write || b.writable && b.upper) {
 			if !b.used.Load() {
@@ -266,17 +266,10 @@ func (fs *FS) acquire(n *Node, write bool) (*backing, error) {
 			return b, nil
 		}
 		n.dataMu.RUnlock()
-		if try > 0 && write {
-			// The backing file was replaced by a lower one in between:
-			// impossible once copied up, but never loop forever.
-			if try > 3 {
-				return nil, unix.EIO
-			}
-		}
+		fs.trimFiles() // room first: the new file must not go before its use
 		if err := fs.openBacking(n, write); err != nil {
 			return nil, err
 		}
-		fs.trimFiles()
 	}
 }
 

@@ -49,31 +49,28 @@ func (fs *FS) Open(n *Node, flags int) (*Handle, error) {
 	if n.kind != unix.S_IFREG {
 		return &Handle{node: n, flags: flags}, nil
 	}
-	if _, err := fs.acquire(n, write); err != nil {
-		return nil, err
-	}
-	n.dataMu.RUnlock()
-	// Pin it: take the data lock exclusively, and make sure the file is
-	// still the node's (the cache may have closed it in between).
+	// Pin the node's backing file, opening it if need be (the cache may
+	// close it between the open and the pin: then again).
 	for {
-		n.dataMu.Lock()
-		if b := n.backing; b != nil && (!write || b.writable && b.upper) {
-			n.backing.pins++
-			if flags&unix.O_TRUNC != 0 {
-				if err := unix.Ftruncate(n.backing.fd, 0); err != nil {
-					n.backing.pins--
-					n.dataMu.Unlock()
-					return nil, err
-				}
-			}
-			n.dataMu.Unlock()
-			return &Handle{node: n, flags: flags}, nil
-		}
-		n.dataMu.Unlock()
 		if _, err := fs.acquire(n, write); err != nil {
 			return nil, err
 		}
 		n.dataMu.RUnlock()
+		n.dataMu.Lock()
+		b := n.backing
+		if b == nil || write && !(b.writable && b.upper) {
+			n.dataMu.Unlock()
+			continue
+		}
+		if flags&unix.O_TRUNC != 0 {
+			if err := unix.Ftruncate(b.fd, 0); err != nil {
+				n.dataMu.Unlock()
+				return nil, err
+			}
+		}
+		b.pins++
+		n.dataMu.Unlock()
+		return &Handle{node: n, flags: flags}, nil
 	}
 }
 
@@ -109,14 +106,6 @@ func (fs *FS) Read(h *Handle, dest []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return fs.ReadAt(h.node, dest, off)
-}
-
-// ReadFd is ReadFdAt through a handle.
-func (fs *FS) ReadFd(h *Handle) (fd int, done func(), err error) {
-	if err := h.check(false); err != nil {
-		return -1, nil, err
-	}
-	return fs.ReadFdAt(h.node)
 }
 
 // Write writes through a handle opened for writing.

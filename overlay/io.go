@@ -19,17 +19,6 @@ func (fs *FS) ReadAt(n *Node, dest []byte, off int64) (int, error) {
 	return preadFull(b.fd, dest, off)
 }
 
-// ReadFdAt returns the node's current backing descriptor for a zero-copy
-// read, with the node's data lock held shared so copy-up cannot swap or
-// close it meanwhile; call done when the data has been sent.
-func (fs *FS) ReadFdAt(n *Node) (fd int, done func(), err error) {
-	b, err := fs.acquire(n, false)
-	if err != nil {
-		return -1, nil, err
-	}
-	return b.fd, n.dataMu.RUnlock, nil
-}
-
 // WriteAt writes data at off, copying the node up first if it is not in
 // the upper layer yet.
 func (fs *FS) WriteAt(n *Node, data []byte, off int64) (int, error) {
