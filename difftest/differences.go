@@ -130,6 +130,13 @@ var Differences = []Difference{
 		},
 	},
 	{
+		ID:       "kernel-failed-rename-opaque",
+		Kernel:   "marks a directory being renamed opaque (trusted.overlay.opaque) before the rename itself, and leaves the mark when the rename then fails (ENOTEMPTY, for one)",
+		Strata:   "checks first and changes nothing when a rename fails",
+		Why:      "the mark on a directory with no lower part changes nothing anyone sees; a failed rename should change nothing",
+		Handling: "a directory that was the source of a rename failing with the same errno on both mounts may be opaque in one upper layer and not in the other",
+	},
+	{
 		ID:       "kernel-features",
 		Kernel:   "redirect_dir, index, metacopy and xino defaults depend on the kernel's configuration",
 		Strata:   "implements the behaviour with all of them off",

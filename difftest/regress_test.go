@@ -280,6 +280,19 @@ var regressions = []Case{
 		},
 	},
 	{
+		// An allowed difference (DIFFERENCES.md, kernel-failed-rename-opaque).
+		Name: "kernel-failed-rename-opaque",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "deep", Kind: KDir, Mode: 0755, Mtime: plainTime},
+		}},
+		Ops: []Op{
+			{Kind: OpMkdir, Path: "deep/#%&", Mode: 02775},
+			{Kind: OpMkdir, Path: "deep/#%&/new1", Mode: 0755},
+			{Kind: OpMkdir, Path: "deep/a", Mode: 0700},
+			{Kind: OpRename, Path: "deep/a", Path2: "deep/#%&"},
+		},
+	},
+	{
 		// An allowed difference (DIFFERENCES.md, kernel-estale).
 		Name: "kernel-estale-symlink-link-rename",
 		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{

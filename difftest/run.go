@@ -128,7 +128,7 @@ type Runner struct {
 func (s *session) filter(d []string) []string {
 	var out []string
 	for _, l := range d {
-		if s.deferredLine(l) || !s.r.ShowKnown && knownLine(l, s.taints) != nil {
+		if s.deferredLine(l) || s.failedMoveLine(l) || !s.r.ShowKnown && knownLine(l, s.taints) != nil {
 			continue
 		}
 		out = append(out, l)
@@ -302,6 +302,9 @@ type session struct {
 	// them up, Strata not yet (the copy-up-on-write difference).
 	deferred map[string]bool
 	slots    [NSlots]string // the path each descriptor slot was opened on
+	// Directories whose failed rename the kernel may have left opaque
+	// (the kernel-failed-rename-opaque difference).
+	failedMoves map[string]bool
 }
 
 // ns is the namespace of the overlay's xattrs.
@@ -319,7 +322,8 @@ func (s *session) setupFailure(err error) *Failure {
 // Run runs the case and returns its first difference, or nil.
 func (r *Runner) Run(c *Case) (f *Failure) {
 	r.trial++
-	s := &session{r: r, c: c, base: filepath.Join(r.Dir, fmt.Sprintf("t%d", r.trial)), taints: map[string]bool{}, deferred: map[string]bool{}}
+	s := &session{r: r, c: c, base: filepath.Join(r.Dir, fmt.Sprintf("t%d", r.trial)), taints: map[string]bool{}, deferred: map[string]bool{},
+		failedMoves: map[string]bool{}}
 	defer func() {
 		for i := len(s.mounts) - 1; i >= 0; i-- {
 			s.mounts[i].unmount()
@@ -526,6 +530,9 @@ func (s *session) runOps(phase string, ops []Op, ms, mk *mount) (Tree, Tree, *Fa
 			}
 		}
 		s.noteDeferred(*op, rs, rk, mk.mnt)
+		if op.Kind == OpRename && rs.Errno != 0 && rs.Errno == rk.Errno {
+			s.failedMoves[op.Path] = true
+		}
 		if rs != rk && s.deferredResult(*op, rs, rk) {
 			continue
 		}
@@ -693,4 +700,25 @@ func (s *session) deferredResult(op Op, rs, rk Result) bool {
 		return strings.Join(f, " ")
 	}
 	return strip(rs.Data) == strip(rk.Data)
+}
+
+// failedMoveLine reports whether a difference line is the
+// kernel-failed-rename-opaque difference: a directory that was the source
+// of a rename that failed on both mounts is opaque in one upper layer
+// only.
+func (s *session) failedMoveLine(l string) bool {
+	if len(s.failedMoves) == 0 {
+		return false
+	}
+	i := strings.Index(l, "\": ")
+	if i < 0 || !strings.HasPrefix(l, "\"") {
+		return false
+	}
+	p, err := strconv.Unquote(l[:i+1])
+	if err != nil || !s.failedMoves[p] {
+		return false
+	}
+	rest := l[i+3:]
+	return strings.Contains(rest, "upper has dir, ") && strings.HasSuffix(rest, "upper has opaque dir") ||
+		strings.Contains(rest, "upper has opaque dir, ") && strings.HasSuffix(rest, "upper has dir")
 }
