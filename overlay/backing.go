@@ -17,12 +17,14 @@ import (
 // The mount answers the kernel's OPEN with ENOSYS, so the kernel opens
 // and closes files without telling the daemon (no round trip per open).
 // Backing files are therefore opened on first use and kept in a small
-// cache: at most FS.maxFiles stay open, and those unused for a sweep
-// interval are closed. A backing file can be closed whenever its real file
-// can be found again by path, which is always true except for an object
-// that exists nowhere else (copied up after it was unlinked: "anon"); its
-// backing file is kept for the node's life. An explicit Open (Handle) pins
-// the backing file until Release.
+// cache: at most Config.MaxOpenFiles stay open (while none is in use),
+// and those unused for two sweeps are closed. A backing file can be
+// closed whenever its real file can be found again by path. It cannot
+// for a copy not linked into the upper layer yet (pending, settle.go), a
+// file copied up after it was unlinked ("anon"), or a hard-linked file
+// whose known name was removed: those are kept, out of the cache, as long
+// as they are that. An explicit Open (Handle) pins the backing file until
+// Release.
 type backing struct {
 	node     *Node
 	fd       int
