@@ -332,12 +332,20 @@ func (w *worker) step() error {
 // removals on one tree for a while, then checks the merged view, the
 // upper layer and that each object was copied up once.
 func TestConcurrency(t *testing.T) {
-	for _, volatile := range []bool{false, true} {
-		t.Run(fmt.Sprintf("volatile=%v", volatile), func(t *testing.T) { testConcurrency(t, volatile) })
+	for _, c := range []struct {
+		name string
+		set  func(*overlay.Config)
+	}{
+		{"sync", func(*overlay.Config) {}},
+		{"volatile", func(c *overlay.Config) { c.Volatile = true }},
+		// As strata.Mount runs it: copy-ups linked in the background.
+		{"async", func(c *overlay.Config) { c.AsyncCopyUp = true }},
+	} {
+		t.Run(c.name, func(t *testing.T) { testConcurrency(t, c.set) })
 	}
 }
 
-func testConcurrency(t *testing.T, volatile bool) {
+func testConcurrency(t *testing.T, set func(*overlay.Config)) {
 	s := newStack(t, 2)
 	dirs, files := concShared()
 	for _, d := range dirs {
@@ -355,7 +363,7 @@ func testConcurrency(t *testing.T, volatile bool) {
 		}
 	}
 	cfg := s.config()
-	cfg.Volatile = volatile
+	set(&cfg)
 	fs := mountCfg(t, cfg)
 
 	workers := make([]*worker, concWorkers)
@@ -458,6 +466,7 @@ func testConcurrency(t *testing.T, volatile bool) {
 		}
 	}
 	checkView(fs, "engine")
+	fs.Settle() // copy-ups linked in the background are all linked now
 
 	// Each copied-up object was copied once: the objects of the lower
 	// layers now in the upper layer are as many as the copy-ups.
