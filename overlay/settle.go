@@ -71,6 +71,9 @@ func (fs *FS) addPending(n *Node) {
 // and foreground work stalls less on commits the fewer there are.
 const gatherTime = 10 * time.Millisecond
 
+// fillWorkers is how many copies the linker fills with data at once.
+const fillWorkers = 4
+
 // linker settles pending copy-ups in batches until the engine closes.
 func (fs *FS) linker() {
 	p := &fs.pending
@@ -117,14 +120,28 @@ func (fs *FS) settleBatch() bool {
 	if len(batch) == 0 {
 		return false
 	}
-	// Copies whose data was left for later get it now, before the flush.
+	// Copies whose data was left for later get it now, before the flush,
+	// a few at a time: reading lower files is mostly waiting for the disk.
+	work := make(chan *Node)
+	var wg sync.WaitGroup
+	for i := 0; i < fillWorkers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range work {
+				if err := fs.fillData(n); err != nil && fs.Logf != nil {
+					fs.Logf("copy-up of node %d: data: %v", n.id, err)
+				}
+			}
+		}()
+	}
 	for _, n := range batch {
 		if n.dataPending.Load() {
-			if err := fs.fillData(n); err != nil && fs.Logf != nil {
-				fs.Logf("copy-up of node %d: data: %v", n.id, err)
-			}
+			work <- n
 		}
 	}
+	close(work)
+	wg.Wait()
 	// The work directory is on the upper layer's filesystem (and its
 	// descriptor, unlike the layer roots', is not O_PATH, which syncfs
 	// refuses).
