@@ -127,7 +127,7 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	// A metadata change to a file with data does not wait for the data:
 	// the copy gets its size (sparse), the rest of what the object shows,
 	// and the lower file keeps serving reads until the data follows.
-	deferData := limit == metaOnly && size > 0 && fs.cfg.AsyncCopyUp && !fs.cfg.Volatile
+	deferData := limit == metaOnly && size > 0 && fs.cfg.AsyncCopyUp
 	if deferData {
 		err = unix.Ftruncate(tfd, size)
 	} else {
@@ -154,13 +154,13 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 }
 
 // installCopy makes the finished copy tfd the node's upper file and
-// backing file. With AsyncCopyUp (and not volatile) it is only queued,
-// to be linked into the upper layer once durable (settle.go), and it
-// reports that; otherwise it is synced and linked now.
+// backing file. With AsyncCopyUp it is only queued, to be linked into
+// the upper layer once durable (settle.go; on a volatile mount, without
+// the flush), and it reports that; otherwise it is synced and linked now.
 func (fs *FS) installCopy(n *Node, tfd int, tmpPath string, deferData bool) (pending bool, err error) {
-	async := fs.cfg.AsyncCopyUp && !fs.cfg.Volatile
+	async := fs.cfg.AsyncCopyUp
 	if !async {
-		if err := fs.fsync(tfd); err != nil {
+		if err := fs.fsync(tfd); err != nil { // (not on a volatile mount)
 			return false, err
 		}
 	}

@@ -175,7 +175,7 @@ func New(cfg Config) (*FS, error) {
 	fs.files.stop, fs.files.done = make(chan struct{}), make(chan struct{})
 	go fs.sweeper()
 	fs.pending.init()
-	if fs.upper != nil && cfg.AsyncCopyUp && !cfg.Volatile {
+	if fs.upper != nil && cfg.AsyncCopyUp {
 		go fs.linker()
 	} else {
 		close(fs.pending.done)

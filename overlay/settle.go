@@ -145,9 +145,12 @@ func (fs *FS) settleBatch() bool {
 	// The work directory is on the upper layer's filesystem (and its
 	// descriptor, unlike the layer roots', is not O_PATH, which syncfs
 	// refuses).
-	synced := unix.Syncfs(int(fs.workFd.Fd())) == nil
-	if synced {
-		fs.batchSyncs.Add(1)
+	synced := fs.cfg.Volatile // nothing to flush
+	if !synced {
+		synced = unix.Syncfs(int(fs.workFd.Fd())) == nil
+		if synced {
+			fs.batchSyncs.Add(1)
+		}
 	}
 	var failed []*Node
 	for _, n := range batch {
