@@ -121,8 +121,13 @@ func writeAt(dir, rel, data string, flags int) error {
 		return err
 	}
 	defer unix.Close(fd)
-	_, err = unix.Write(fd, []byte(data))
-	return err
+	if _, err := unix.Write(fd, []byte(data)); err != nil {
+		return err
+	}
+	// A copy-up reaches the upper layer's namespace in the background;
+	// fsync is the documented way to have it there (and durable) now,
+	// and the tests read the upper layer right after writing.
+	return unix.Fsync(fd)
 }
 
 // answering checks that the mount still serves requests that reach the
