@@ -170,6 +170,17 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+// RunTests runs a package's tests and then removes the binary Binary built,
+// so a test run leaves nothing behind in the temporary directory. Packages
+// that use Binary call it from TestMain: os.Exit(mounttest.RunTests(m)).
+func RunTests(m *testing.M) int {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	return code
+}
+
 // MountDaemon mounts the stack with the strata binary, as a user would,
 // and unmounts it (ending the daemon) in cleanup.
 func (s *Stack) MountDaemon(t testing.TB, extraOpts ...string) {

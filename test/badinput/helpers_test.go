@@ -19,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+func TestMain(m *testing.M) { os.Exit(mounttest.RunTests(m)) }
+
 // result is what one run of the strata command did.
 type result struct {
 	code   int // exit status; -1 when killed

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/stratafs/strata/internal/mounttest"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +23,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(mounttest.RunTests(m))
 }
 
 // other runs one operation in a separate process and returns its output.

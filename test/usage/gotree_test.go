@@ -16,6 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+func TestMain(m *testing.M) { os.Exit(mounttest.RunTests(m)) }
+
 const goroot = "/usr/local/go"
 
 func run(t *testing.T, dir string, env []string, name string, args ...string) string {
