@@ -456,7 +456,7 @@ func setupMain(cfg *config, names []string) (*targetSet, error) {
 		ts.targets = append(ts.targets, newOverlay(cfg, name, base, []string{l1, l2}, filepath.Join(cfg.work, "mnt", name)))
 	}
 	ts.env = func(t Target) *Env {
-		return &Env{Root: t.Root(), L: l, RandReads: cfg.randReads, Seed: cfg.seed}
+		return &Env{Root: t.Root(), L: l, RandReads: cfg.randReads, Seed: cfg.seed, Plain: t.Name() == tPlain}
 	}
 	return ts, syncFS()
 }

@@ -23,6 +23,8 @@ type Env struct {
 	Seed      uint64
 	ManyFiles int // walk200k: number of files
 
+	Plain bool // the plain directory, not an overlay
+
 	byte0 []byte // first byte of the big file, read by the copy-up setup
 }
 
@@ -140,8 +142,17 @@ func Scenarios(withBuild, withMany bool) []Scenario {
 				return err
 			},
 			Steps: []Step{{Name: "copy-up", Cold: true,
-				Desc: "open O_RDWR + 1-byte write of the big lower file (full data copy-up), until the write returns",
-				Run:  func(e *Env) (time.Duration, StepResult, error) { return copyUp(e.path(bigName), e.byte0) }}}},
+				Desc: "open O_RDWR + 1-byte write of the big lower file (full data copy-up), until the write returns; plain: cp --reflink=auto of the big file",
+				Run: func(e *Env) (time.Duration, StepResult, error) {
+					if e.Plain {
+						// The reference of the copy-up target: a copy of
+						// the file on the same filesystem, as cp makes it.
+						return timed(func() (StepResult, error) {
+							return StepResult{Files: 1}, runQuiet("", nil, "cp", "--reflink=auto", e.path(bigName), e.path(bigName+".copy"))
+						})
+					}
+					return copyUp(e.path(bigName), e.byte0)
+				}}}},
 	}
 	if withBuild {
 		build := func(e *Env) (time.Duration, StepResult, error) {
