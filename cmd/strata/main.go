@@ -21,6 +21,7 @@ import (
 )
 
 func main() {
+	setProcs()
 	os.Exit(run(os.Args[1:]))
 }
 
