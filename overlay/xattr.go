@@ -7,63 +7,38 @@ import (
 )
 
 func listXattrs(path string) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Llistxattr(path, buf)
-		if err == unix.ERANGE {
-			sz, err := unix.Llistxattr(path, nil)
-			if err != nil {
-				return nil, err
-			}
-			buf = make([]byte, sz+64)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, s := range strings.Split(string(buf[:n]), "\x00") {
-			if s != "" {
-				names = append(names, s)
-			}
-		}
-		return names, nil
-	}
+	b, err := readXattr(func(buf []byte) (int, error) { return unix.Llistxattr(path, buf) })
+	return splitNames(b), err
 }
 
 func flistXattrs(fd int) ([]string, error) {
-	var small [512]byte
-	buf := small[:]
-	n, err := unix.Flistxattr(fd, buf)
-	for err == unix.ERANGE {
-		var sz int
-		if sz, err = unix.Flistxattr(fd, nil); err != nil {
-			return nil, err
-		}
-		buf = make([]byte, sz+256)
-		n, err = unix.Flistxattr(fd, buf)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, nil
-	}
+	b, err := readXattr(func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) })
+	return splitNames(b), err
+}
+
+// splitNames splits a listxattr(2) result into its names.
+func splitNames(b []byte) []string {
 	var names []string
-	for _, s := range strings.Split(string(buf[:n]), "\x00") {
+	for _, s := range strings.Split(string(b), "\x00") {
 		if s != "" {
 			names = append(names, s)
 		}
 	}
-	return names, nil
+	return names
 }
 
 func getXattr(path, name string) ([]byte, error) {
+	return readXattr(func(buf []byte) (int, error) { return unix.Lgetxattr(path, name, buf) })
+}
+
+// readXattr returns the value get reads, growing the buffer until the
+// value fits (it may grow between the calls).
+func readXattr(get func(buf []byte) (int, error)) ([]byte, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Lgetxattr(path, name, buf)
+		n, err := get(buf)
 		if err == unix.ERANGE {
-			sz, err := unix.Lgetxattr(path, name, nil)
+			sz, err := get(nil)
 			if err != nil {
 				return nil, err
 			}
@@ -282,20 +257,5 @@ func (r realRef) getXattr(name string) ([]byte, error) {
 	if r.path != "" {
 		return getXattr(r.path, name)
 	}
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Fgetxattr(r.fd, name, buf)
-		if err == unix.ERANGE {
-			sz, err := unix.Fgetxattr(r.fd, name, nil)
-			if err != nil {
-				return nil, err
-			}
-			buf = make([]byte, sz+64)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
+	return readXattr(func(buf []byte) (int, error) { return unix.Fgetxattr(r.fd, name, buf) })
 }
