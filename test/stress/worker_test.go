@@ -435,7 +435,8 @@ func (w *worker) sharedOp() {
 					if _, ok := faultless(func() []byte { return append([]byte(nil), m...) }); !ok {
 						var st2 unix.Stat_t
 						unix.Fstat(fd, &st2)
-						w.fail("mmap read of shared %s: SIGBUS (ino %d size at mmap %d, now %d)", name, st.Ino, st.Size, st2.Size)
+						// The time lets a daemon log (-d) be matched to it.
+						w.fail("mmap read of shared %s: SIGBUS at %s (ino %d size at mmap %d, now %d)", name, time.Now().Format("15:04:05.000000"), st.Ino, st.Size, st2.Size)
 					}
 					unix.Munmap(m)
 				}
