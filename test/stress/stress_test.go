@@ -65,12 +65,16 @@ func TestStress(t *testing.T) {
 		result string
 		err    error
 	}
+	inflight := filepath.Join(s.Dir, "inflight")
+	if err := createInflight(inflight); err != nil {
+		t.Fatal(err)
+	}
 	runs := make([]*run, workers)
 	var wg sync.WaitGroup
 	until := time.Now().Add(dur)
 	for i := range runs {
 		r := &run{result: filepath.Join(s.Dir, fmt.Sprintf("worker%02d.json", i))}
-		spec, _ := json.Marshal(workerArgs{Mnt: s.Mnt, Lowers: s.Lowers, ID: i, Seed: seed, Until: until.UnixNano(), Result: r.result})
+		spec, _ := json.Marshal(workerArgs{Mnt: s.Mnt, Lowers: s.Lowers, ID: i, Seed: seed, Until: until.UnixNano(), Result: r.result, Inflight: inflight})
 		r.cmd = exec.Command(os.Args[0], "-test.run=^$")
 		r.cmd.Env = append(os.Environ(), workerEnv+"="+string(spec))
 		r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out

@@ -28,6 +28,9 @@ type workerArgs struct {
 	Seed   uint64
 	Until  int64  // deadline, Unix nanoseconds
 	Result string // where the result goes
+	// Inflight is the file of the shared operation counters
+	// (inflight_test.go).
+	Inflight string
 }
 
 type workerResult struct {
@@ -58,6 +61,8 @@ type worker struct {
 	names map[string]*object // relative to dir: "x" or "sub/x"
 	seq   int
 	res   workerResult
+
+	inflight *inflight
 }
 
 func workerMain(spec string) error {
@@ -71,6 +76,10 @@ func workerMain(spec string) error {
 		dir:   filepath.Join(a.Mnt, privDir(a.ID)),
 		names: map[string]*object{},
 		res:   workerResult{Ops: map[string]int{}},
+	}
+	var err error
+	if w.inflight, err = openInflight(a.Inflight); err != nil {
+		return err
 	}
 	if err := w.loadStart(); err != nil {
 		return err
@@ -410,11 +419,15 @@ func (w *worker) sharedOp() {
 		fd, err = unix.Open(path, flags, 0644)
 		if err == nil {
 			data := w.randomBytes(1 + w.rng.IntN(8192))
-			if op == "swrite" {
-				_, err = unix.Pwrite(fd, data, int64(w.rng.IntN(8192)))
-			} else {
-				_, err = unix.Write(fd, data)
-			}
+			off := int64(w.rng.IntN(8192))
+			err = w.inflight.write(fd, func() (err error) {
+				if op == "swrite" {
+					_, err = unix.Pwrite(fd, data, off)
+				} else {
+					_, err = unix.Write(fd, data)
+				}
+				return err
+			})
 			unix.Close(fd)
 		}
 	case "srename":
@@ -422,23 +435,19 @@ func (w *worker) sharedOp() {
 	case "sunlink":
 		err = unix.Unlink(path)
 	case "slink":
-		err = unix.Link(path, filepath.Join(w.a.Mnt, w.sharedName()))
+		err = w.inflight.link(path, filepath.Join(w.a.Mnt, w.sharedName()))
 	case "smmap":
-		// Shared files only grow (nobody truncates them): no SIGBUS.
 		var fd int
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
+			// What runs on the inode is noted before the size that is
+			// mapped is read, so that anything that could make that
+			// size run ahead of the kernel's shows.
 			var st unix.Stat_t
-			if err = unix.Fstat(fd, &st); err == nil && st.Size > 0 {
-				var m []byte
-				if m, err = unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
-					if _, ok := faultless(func() []byte { return append([]byte(nil), m...) }); !ok {
-						var st2 unix.Stat_t
-						unix.Fstat(fd, &st2)
-						// The time lets a daemon log (-d) be matched to it.
-						w.fail("mmap read of shared %s: SIGBUS at %s (ino %d size at mmap %d, now %d)", name, time.Now().Format("15:04:05.000000"), st.Ino, st.Size, st2.Size)
-					}
-					unix.Munmap(m)
+			if err = unix.Fstat(fd, &st); err == nil {
+				win := w.inflight.open(st.Ino)
+				if err = unix.Fstat(fd, &st); err == nil && st.Size > 0 {
+					w.mmapRead(fd, name, st.Ino, st.Size, win)
 				}
 			}
 			unix.Close(fd)
