@@ -23,15 +23,6 @@ type KnownBug struct {
 
 // KnownBugs is the list; remove an entry when the bug is fixed.
 var KnownBugs = []KnownBug{
-	{
-		ID: "userxattr-symlink-ino",
-		Summary: "with userxattr, a copied-up symlink cannot carry user.overlay.strata.ino (no user.* xattrs on symlinks): " +
-			"once the kernel forgets its node, stat reports the upper inode number while readdir lists the lower one",
-		Trigger: func(c *Case, op Op, rs, rk Result) bool {
-			return c.UserXattr && (op.Kind == OpDropCaches || op.Kind == OpRemount)
-		},
-		TaintedLine: func(l string) bool { return strings.HasPrefix(diffSide(l, ": readdir d_ino "), "strata") },
-	},
 	// A fixed bug leaves this list; its case in regress_test.go then
 	// checks the fix.
 }

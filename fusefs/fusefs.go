@@ -66,6 +66,11 @@ func (fs *FS) Init(s *fuse.Server) {
 	fs.ov.AttrChanged = func(n *overlay.Node) {
 		s.InodeNotify(n.ID(), -1, 0)
 	}
+	// A directory's listing is kept in its page cache (FOPEN_CACHE_DIR):
+	// dropping the pages makes the next readdir ask again.
+	fs.ov.ListingChanged = func(dir *overlay.Node) {
+		s.InodeNotify(dir.ID(), 0, 0)
+	}
 }
 
 func status(err error) fuse.Status {

@@ -42,10 +42,13 @@ func (fs *FS) copyUp(n *Node, limit int64) error {
 		}
 	}
 	n.copyMu.Lock()
-	relink, err := fs.copyUpLocked(n, limit)
+	relink, renumbered, err := fs.copyUpLocked(n, limit)
 	n.copyMu.Unlock()
 	fs.trimFiles() // the copy is an open file more
-	if err == nil && relink && fs.AttrChanged != nil {
+	if err == nil && renumbered && parent != nil && fs.ListingChanged != nil {
+		fs.ListingChanged(parent) // listed with its old inode number
+	}
+	if err == nil && (relink || renumbered) && fs.AttrChanged != nil {
 		// The object's link count now comes from its upper copy (a lower
 		// hard link's drops to 1, a directory becomes merged): whoever
 		// caches its attributes must ask again. (Its ctime moves too, but
@@ -57,34 +60,36 @@ func (fs *FS) copyUp(n *Node, limit int64) error {
 }
 
 // copyUpLocked does the copy-up for copyUp, and reports whether the
-// object's link count changed with it.
-func (fs *FS) copyUpLocked(n *Node, limit int64) (relink bool, err error) {
+// object's link count changed with it, and whether its inode number did.
+func (fs *FS) copyUpLocked(n *Node, limit int64) (relink, renumbered bool, err error) {
 	fs.treeMu.RLock()
 	if n.upper {
 		fs.treeMu.RUnlock()
-		return false, nil
+		return false, false, nil
 	}
 	if n.parent != nil && !n.parent.upper && !n.deleted.Load() {
 		// The parent was replaced while we waited: let the caller retry.
 		fs.treeMu.RUnlock()
-		return false, unix.EAGAIN
+		return false, false, unix.EAGAIN
 	}
 	rel := n.rel()
 	src := n.topLayer()
 	fs.treeMu.RUnlock()
 	if src == nil {
-		return false, unix.ENOENT
+		return false, false, unix.ENOENT
 	}
 	if n.kind == unix.S_IFREG {
-		return fs.copyUpFile(n, src, rel, limit)
+		relink, err := fs.copyUpFile(n, src, rel, limit)
+		return relink, false, err
 	}
 	srcPath := src.path(rel)
 	var st unix.Stat_t
 	if err := unix.Lstat(srcPath, &st); err != nil {
-		return false, err
+		return false, false, err
 	}
 	applyOverride(src, realRef{path: srcPath}, &st) // carry what the object shows
-	return st.Nlink > 1 || n.kind == unix.S_IFDIR, fs.copyUpOther(n, srcPath, &st)
+	renumbered, err = fs.copyUpOther(n, srcPath, &st)
+	return st.Nlink > 1 || n.kind == unix.S_IFDIR, renumbered, err
 }
 
 // copyUpFile copies a regular file (rel in layer src) into an anonymous
@@ -271,10 +276,10 @@ func (fs *FS) fillDataLocked(n *Node) error {
 const xattrCaps = "security.capability"
 
 // copyUpOther copies up a directory, symlink or special file: built in
-// the work directory, then renamed into place.
-func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
+// the work directory, then renamed into place. It reports whether the
+// node's inode number changed with it.
+func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) (renumbered bool, err error) {
 	tmp := fs.tmpName()
-	var err error
 	switch n.kind {
 	case unix.S_IFDIR:
 		err = unix.Mkdir(tmp, 0700)
@@ -287,7 +292,7 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
 		err = unix.Mknod(tmp, st.Mode, int(st.Rdev))
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	ok := false
 	defer func() {
@@ -296,13 +301,24 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
 		}
 	}()
 	if err := fs.copyMeta(st, realRef{path: srcPath}, realRef{path: tmp}, n.ino); err != nil {
-		return err
+		return false, err
+	}
+	// Without the record of its inode number (with userxattr, symlinks and
+	// special files take no user.* xattrs), the copy has its own number
+	// from now on, as in the kernel's overlayfs.
+	var renumber uint64
+	if _, recorded := fs.readOrigin(tmp); !recorded && n.kind != unix.S_IFDIR {
+		var ust unix.Stat_t
+		if err := unix.Lstat(tmp, &ust); err != nil {
+			return false, err
+		}
+		renumber = fs.inos.ino(fs.upper, ust.Ino)
 	}
 
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
 	if n.deleted.Load() {
-		return unix.ENOENT
+		return false, unix.ENOENT
 	}
 	rel := n.rel()
 	if h := fs.Hooks.CopyUpBeforeLink; h != nil {
@@ -312,7 +328,7 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
 	err = unix.Rename(tmp, fs.upper.path(rel))
 	restore()
 	if err != nil {
-		return err
+		return false, err
 	}
 	ok = true
 	fs.copyUps.Add(1)
@@ -320,7 +336,16 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) error {
 	if n.kind != unix.S_IFDIR {
 		n.lowers = nil
 	}
-	return nil
+	if renumber != 0 && renumber != n.ino {
+		// Readers of n.ino hold treeMu. The parent's kept listing has the
+		// old number; the kernel's is dropped by the caller.
+		n.ino = renumber
+		if n.parent != nil {
+			n.parent.dropListing()
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 // keepParentTimes records the upper parent directory's times and returns

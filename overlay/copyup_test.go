@@ -554,3 +554,61 @@ func TestCopyUpAtomic(t *testing.T) {
 	}
 	wantWorkEmpty(t, s)
 }
+
+// TestUserXattrSymlinkCopyUpTakesUpperIno: with UserXattr a symlink's
+// copy cannot record its inode number (no user.* xattrs on symlinks), so
+// from the copy-up on it has the upper one, as in the kernel; its parent's
+// kept listing follows, and whoever caches the parent's listing is told.
+func TestUserXattrSymlinkCopyUpTakesUpperIno(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/l->target", "d/f=x")
+	cfg := s.config()
+	cfg.UserXattr = true
+	fs := mountCfg(t, cfg)
+	var told []*overlay.Node
+	fs.ListingChanged = func(dir *overlay.Node) { told = append(told, dir) }
+	d, _ := mustWalk(t, fs, "d")
+	l, before := mustWalk(t, fs, "d/l")
+	listInos := func() map[string]uint64 {
+		h, err := fs.OpenDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ents, err := fs.ReadDir(h, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]uint64{}
+		for _, e := range ents {
+			m[e.Name] = e.Ino
+		}
+		return m
+	}
+	if got := listInos()["l"]; got != before.Ino {
+		t.Fatalf("before the copy-up: readdir ino %d, stat ino %d", got, before.Ino)
+	}
+	if _, err := fs.Setattr(l, &overlay.SetAttr{Valid: overlay.SetUID | overlay.SetGID, UID: 7, GID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := fs.Getattr(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Ino == before.Ino {
+		t.Fatalf("the copied-up symlink kept its lower inode number %d without a record of it", before.Ino)
+	}
+	if got := listInos()["l"]; got != after.Ino {
+		t.Fatalf("after the copy-up: readdir ino %d, stat ino %d", got, after.Ino)
+	}
+	if len(told) != 1 || told[0] != d {
+		t.Fatalf("ListingChanged told of %v, want d once", told)
+	}
+	// A regular file records its number: it keeps it.
+	f, fbefore := mustWalk(t, fs, "d/f")
+	if _, err := fs.Setattr(f, &overlay.SetAttr{Valid: overlay.SetMode, Mode: 0600}); err != nil {
+		t.Fatal(err)
+	}
+	if fafter, err := fs.Getattr(f); err != nil || fafter.Ino != fbefore.Ino {
+		t.Fatalf("regular file after copy-up: ino %d, %v; want %d", fafter.Ino, err, fbefore.Ino)
+	}
+}

@@ -92,6 +92,10 @@ type FS struct {
 	// other than by the request being served (copy-up), so that a cache of
 	// them (the kernel's) can be dropped.
 	AttrChanged func(n *Node)
+	// ListingChanged, when set, is told of a directory whose listing
+	// changed other than by the request being served (an entry's inode
+	// number, at a copy-up), so that a cache of it can be dropped.
+	ListingChanged func(dir *Node)
 }
 
 // Hooks are called, when set, at points where a crash must not lose
