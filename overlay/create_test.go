@@ -211,9 +211,10 @@ func TestCreateSetgidDirOverWhiteout(t *testing.T) {
 			}
 			uf, ud := lstat(t, p+"/f"), lstat(t, p+"/d")
 			if uf.Gid != 3000 || ud.Gid != 3000 || fst.Gid != 3000 || dst.Gid != 3000 {
-				t.Skipf("BUG: Create over a whiteout in a setgid directory as uid %d gid %d: upper groups file %d dir %d "+
-					"(reported %d, %d), want the directory's 3000: the object is made in the work directory and "+
-					"Create skips the chown when the caller is the daemon's own uid and the directory's gid",
+				// The object is made in the work directory, which is not
+				// setgid: the group must be set from the directory's.
+				t.Fatalf("Create over a whiteout in a setgid directory as uid %d gid %d: upper groups file %d dir %d "+
+					"(reported %d, %d), want the directory's 3000",
 					c.UID, c.GID, uf.Gid, ud.Gid, fst.Gid, dst.Gid)
 			}
 			if ud.Mode&07777 != 02755 || uf.Uid != c.UID || ud.Uid != c.UID {
@@ -286,15 +287,11 @@ func TestCreateInLowerDir(t *testing.T) {
 }
 
 // TestCreateWhiteoutDevice: mknod of a character device 0/0 would write a
-// whiteout; the kernel refuses it with EPERM. Known: difftest/known.go
-// "mknod-whiteout".
+// whiteout; the kernel refuses it with EPERM.
 func TestCreateWhiteoutDevice(t *testing.T) {
 	s := newStack(t, 1)
 	build(t, s.lower(0), "f=")
 	fs := s.mount()
 	_, _, _, err := fs.Create(fs.Root(), "wh", overlay.NewObject{Kind: unix.S_IFCHR, Mode: 0644}, caller0)
-	if err == nil {
-		t.Skip("BUG (known as mknod-whiteout): Create of a char device 0/0 succeeds and writes a whiteout; the kernel gives EPERM")
-	}
 	wantErrno(t, "mknod c 0 0", err, unix.EPERM)
 }
