@@ -18,7 +18,11 @@ type Node struct {
 	fs   *FS
 	id   uint64
 	kind uint32 // S_IFMT bits; fixed for the node's life
-	ino  uint64 // overlay inode number; fixed for the node's life
+	// Overlay inode number: fixed for the node's life, except that a
+	// copy-up that cannot record it takes the upper one (copyUpOther,
+	// with treeMu exclusive; read with treeMu or for directories, which
+	// always record it).
+	ino uint64
 
 	// Written with treeMu (exclusive) and tableMu held, read with either.
 	parent *Node
