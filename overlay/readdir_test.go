@@ -149,7 +149,7 @@ func checkDirIno(t *testing.T, fs *overlay.FS, d *overlay.Node, what string) {
 
 // TestReadDirInoAfterCopyUpAndForget: a copied-up object keeps its inode
 // number, and the listing must agree with stat once the node has left the
-// table. Known: difftest/known.go "dirent-ino-after-forget".
+// table.
 func TestReadDirInoAfterCopyUpAndForget(t *testing.T) {
 	s := newStack(t, 1)
 	build(t, s.lower(0), "d/f=data", "d/sub/x=")
