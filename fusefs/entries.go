@@ -125,11 +125,15 @@ func (fs *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fu
 	// inode without the version check that guards every other reply
 	// against racing writes (create_new_entry passes attr_version 0), so
 	// if another fd appends while this reply waits for its task to run,
-	// the cached size goes back to the one read here. Expiring the
-	// attributes at once makes the next stat, read near the end or
-	// SEEK_END ask again. A page fault in between still sees the old size
-	// (docs/coherence.md, "Sizes while appends are in flight").
-	out.SetAttrTimeout(0)
+	// the cached size goes back to the one read here. For a file that is
+	// being written through the mount, expiring the attributes at once
+	// makes the next stat, read near the end or SEEK_END ask again (a page
+	// fault in between still sees the old size: docs/coherence.md, "Sizes
+	// while appends are in flight"). Others keep them: hard-linking a tree
+	// (cp -al) would otherwise cost a GETATTR per file afterwards.
+	if n.Written() {
+		out.SetAttrTimeout(0)
+	}
 	return fuse.OK
 }
 

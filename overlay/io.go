@@ -27,6 +27,9 @@ func (fs *FS) WriteAt(n *Node, data []byte, off int64) (int, error) {
 		return 0, err
 	}
 	defer n.dataMu.RUnlock()
+	if !n.written.Load() {
+		n.written.Store(true)
+	}
 	return pwriteFull(b.fd, data, off)
 }
 

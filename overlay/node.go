@@ -39,6 +39,8 @@ type Node struct {
 	dataPending atomic.Bool
 	dataLayer   int
 	metaFd      int
+	// Written through this mount at least once (WriteAt): see Written.
+	written atomic.Bool
 
 	// Guarded by tableMu.
 	aliases  []link           // further names of a hard-linked upper file
@@ -82,6 +84,10 @@ type link struct {
 
 // ID returns the node's stable identifier (the FUSE node ID).
 func (n *Node) ID() uint64 { return n.id }
+
+// Written reports whether the node's data was ever written through this
+// mount: whether writes to it may be racing whoever asks.
+func (n *Node) Written() bool { return n.written.Load() }
 
 // Ino returns the overlay inode number.
 func (n *Node) Ino() uint64 { return n.ino }

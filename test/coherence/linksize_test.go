@@ -13,8 +13,9 @@ import (
 // writes, so when an append returns while link(2) waits to apply its
 // reply, the cached size goes back to the one the daemon read (a race in
 // the kernel's FUSE client: docs/coherence.md, "Sizes while appends are
-// in flight"). Strata answers LINK with attributes that expire at once,
-// so the next fstat asks the daemon again. The race itself is too rare to
+// in flight"). For a file written through the mount, as this one is,
+// Strata answers LINK with attributes that expire at once, so the next
+// fstat asks the daemon again. The race itself is too rare to
 // hit on demand; the test makes the size change between the link and the
 // fstat by writing to the upper file directly, which only the daemon
 // then knows. Kernel overlayfs runs the same as the reference.
