@@ -141,7 +141,7 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	if err != nil {
 		return false, err
 	}
-	if err := fs.copyMeta(st, realRef{fd: sfd}, realRef{fd: tfd}, n.ino); err != nil {
+	if _, err := fs.copyMeta(st, realRef{fd: sfd}, realRef{fd: tfd}, n.ino); err != nil {
 		return false, err
 	}
 	if deferData {
@@ -300,14 +300,15 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) (renumbered 
 			removeTemp(tmp)
 		}
 	}()
-	if err := fs.copyMeta(st, realRef{path: srcPath}, realRef{path: tmp}, n.ino); err != nil {
+	recorded, err := fs.copyMeta(st, realRef{path: srcPath}, realRef{path: tmp}, n.ino)
+	if err != nil {
 		return false, err
 	}
 	// Without the record of its inode number (with userxattr, symlinks and
 	// special files take no user.* xattrs), the copy has its own number
 	// from now on, as in the kernel's overlayfs.
 	var renumber uint64
-	if _, recorded := fs.readOrigin(tmp); !recorded && n.kind != unix.S_IFDIR {
+	if !recorded && n.kind != unix.S_IFDIR {
 		var ust unix.Stat_t
 		if err := unix.Lstat(tmp, &ust); err != nil {
 			return false, err
@@ -411,11 +412,11 @@ type realRef struct {
 }
 
 // copyMeta gives dst the xattrs, owner, mode and times of src (whose
-// stat is st) and records the overlay inode number.
-func (fs *FS) copyMeta(st *unix.Stat_t, src, dst realRef, ino uint64) error {
+// stat is st) and records the overlay inode number where it can
+// (recorded: not on a symlink or special file with userxattr).
+func (fs *FS) copyMeta(st *unix.Stat_t, src, dst realRef, ino uint64) (recorded bool, err error) {
 	kind := st.Mode & unix.S_IFMT
 	useOverride := fs.upper.override != "" && (kind == unix.S_IFREG || kind == unix.S_IFDIR)
-	var err error
 	switch {
 	case useOverride:
 		// Owner and mode go in the override xattr, written below.
@@ -427,7 +428,7 @@ func (fs *FS) copyMeta(st *unix.Stat_t, src, dst realRef, ino uint64) error {
 		err = unix.Lchown(dst.path, int(st.Uid), int(st.Gid))
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if kind != unix.S_IFLNK {
 		// After chown, which clears set-id bits.
@@ -437,24 +438,25 @@ func (fs *FS) copyMeta(st *unix.Stat_t, src, dst realRef, ino uint64) error {
 			err = unix.Chmod(dst.path, st.Mode&07777)
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 	}
 	// Xattrs after chown, which drops security.capability.
 	if err := fs.copyXattrs(src, dst); err != nil {
-		return err
+		return false, err
 	}
 	if useOverride {
 		if err := fs.writeOverride(dst, st.Uid, st.Gid, st.Mode); err != nil {
-			return err
+			return false, err
 		}
 	}
-	fs.setXattr(dst, fs.xOrigin, fs.originValue(ino)) // best effort: the number is a nicety
+	// Best effort: without the record the copy has its own number.
+	recorded = fs.setXattr(dst, fs.xOrigin, fs.originValue(ino)) == nil
 	ts := [2]unix.Timespec{st.Atim, st.Mtim}
 	if dst.path == "" {
-		return futimens(dst.fd, &ts)
+		return recorded, futimens(dst.fd, &ts)
 	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, dst.path, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+	return recorded, unix.UtimesNanoAt(unix.AT_FDCWD, dst.path, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 }
 
 func (fs *FS) setXattr(dst realRef, name string, value []byte) error {
