@@ -1,9 +1,13 @@
 package overlay_test
 
 import (
+	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/stratafs/strata/overlay"
 	"golang.org/x/sys/unix"
 )
 
@@ -122,4 +126,44 @@ func TestLinkErrors(t *testing.T) {
 	}
 	wantNames(t, "root", listDir(t, fs, root), "d", "f", "u", "w")
 	wantWorkEmpty(t, s)
+}
+
+// TestConcurrentLookupsOfHardLinksShareANode looks up every name of a
+// hard-linked upper file at once, many times over: all of them must get
+// the file's one node (the kernel's lookups run in parallel, and so do
+// READDIRPLUS's own).
+func TestConcurrentLookupsOfHardLinksShareANode(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.upper, "f0=x")
+	const names = 8
+	for i := 1; i < names; i++ {
+		if err := os.Link(s.upper+"/f0", fmt.Sprintf("%s/f%d", s.upper, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := 0; round < 50; round++ {
+		fs := mountCfg(t, s.configWithWork(t))
+		root := fs.Root()
+		nodes := make([]*overlay.Node, names)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range nodes {
+			wg.Go(func() {
+				<-start
+				n, _, err := fs.Lookup(root, fmt.Sprintf("f%d", i))
+				if err != nil {
+					t.Errorf("lookup f%d: %v", i, err)
+				}
+				nodes[i] = n
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, n := range nodes {
+			if n != nodes[0] {
+				t.Fatalf("round %d: f%d has node %p, f0 %p", round, i, n, nodes[0])
+			}
+		}
+		fs.Close()
+	}
 }

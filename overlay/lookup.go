@@ -222,21 +222,23 @@ func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
 // nodeFor returns the node for what a lookup found, reusing the node the
 // kernel already knows under that name or, for a hard-linked upper file,
 // under another name. It adds a reference. The caller holds treeMu.
+//
+// Lookups run concurrently (the kernel's, and READDIRPLUS spreads its
+// own), so the check for a node of the same upper inode and the insertion
+// of a new one happen under one hold of tableMu: two names of one file
+// looked up at once still get one node.
 func (fs *FS) nodeFor(parent *Node, name string, e *entry) *Node {
+	hardLinked := e.upper && e.kind != unix.S_IFDIR && e.st.Nlink > 1
 	fs.tableMu.Lock()
 	if c := parent.children[name]; c != nil && !c.deleted.Load() && c.kind == e.kind {
 		c.refs++
 		fs.tableMu.Unlock()
 		return c
 	}
-	hardLinked := e.upper && e.kind != unix.S_IFDIR && e.st.Nlink > 1
-	if hardLinked {
-		if c := fs.links[e.st.Ino]; c != nil && !c.deleted.Load() {
-			c.refs++
-			fs.tableMu.Unlock()
-			fs.addAlias(c, parent, name)
-			return c
-		}
+	if c := fs.linkedNode(e, hardLinked); c != nil {
+		fs.addAliasLocked(c, parent, name)
+		fs.tableMu.Unlock()
+		return c
 	}
 	fs.tableMu.Unlock()
 
@@ -246,14 +248,34 @@ func (fs *FS) nodeFor(parent *Node, name string, e *entry) *Node {
 		upperPath = fs.upper.path(joinRel(parent.rel(), name))
 		n.upperIno = e.st.Ino
 	}
-	n.ino = fs.inoOf(e, upperPath)
-	n = fs.insertNode(n, parent, name)
+	n.ino = fs.inoOf(e, upperPath) // reads an xattr: not under tableMu
+
+	fs.tableMu.Lock()
+	defer fs.tableMu.Unlock()
+	if c := fs.linkedNode(e, hardLinked); c != nil {
+		fs.addAliasLocked(c, parent, name) // another of its names won the race
+		return c
+	}
+	n = fs.insertNodeLocked(n, parent, name)
 	if hardLinked {
-		fs.tableMu.Lock()
 		if c := fs.links[e.st.Ino]; c == nil || c.deleted.Load() {
 			fs.links[e.st.Ino] = n // the inode number may be reused
 		}
-		fs.tableMu.Unlock()
 	}
 	return n
+}
+
+// linkedNode returns, with one more reference, the live node of the
+// hard-linked upper file e found, if there is one. The caller holds
+// tableMu.
+func (fs *FS) linkedNode(e *entry, hardLinked bool) *Node {
+	if !hardLinked {
+		return nil
+	}
+	c := fs.links[e.st.Ino]
+	if c == nil || c.deleted.Load() {
+		return nil
+	}
+	c.refs++
+	return c
 }

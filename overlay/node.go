@@ -162,11 +162,16 @@ func (fs *FS) Node(id uint64) *Node {
 	return n
 }
 
-// newNode registers a node under parent (nil for the root). The caller
+// insertNode registers a node under parent (nil for the root). The caller
 // holds treeMu exclusively or shared; tableMu is taken here.
 func (fs *FS) insertNode(n *Node, parent *Node, name string) *Node {
 	fs.tableMu.Lock()
 	defer fs.tableMu.Unlock()
+	return fs.insertNodeLocked(n, parent, name)
+}
+
+// insertNodeLocked is insertNode for a caller that holds tableMu.
+func (fs *FS) insertNodeLocked(n *Node, parent *Node, name string) *Node {
 	if parent != nil {
 		if old := parent.children[name]; old != nil && !old.deleted.Load() {
 			// A concurrent lookup of the same name won the race.
@@ -319,6 +324,11 @@ func (fs *FS) move(n *Node, oldParent *Node, oldName string, newParent *Node, ne
 func (fs *FS) addAlias(n *Node, parent *Node, name string) {
 	fs.tableMu.Lock()
 	defer fs.tableMu.Unlock()
+	fs.addAliasLocked(n, parent, name)
+}
+
+// addAliasLocked is addAlias for a caller that holds tableMu.
+func (fs *FS) addAliasLocked(n *Node, parent *Node, name string) {
 	parent.children[name] = n
 	if n.parent == parent && n.name == name {
 		return
