@@ -43,7 +43,8 @@ func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.S
 			return fuse.OK
 		}
 	}
-	for _, ent := range ents {
+	for i := range ents {
+		ent := &ents[i]
 		e := fuse.DirEntry{Name: ent.Name, Mode: ent.Kind, Ino: ent.Ino, Off: ent.Off}
 		if !plus {
 			if !out.AddDirEntry(e) {

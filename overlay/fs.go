@@ -75,11 +75,12 @@ type FS struct {
 	noTmpfile atomic.Bool // the work directory's filesystem has no O_TMPFILE
 	noClone   atomic.Bool // the upper filesystem cannot clone extents
 
-	tmpSeq       atomic.Uint64
-	copyUps      atomic.Uint64
-	linkFailures atomic.Uint64
-	batchSyncs   atomic.Uint64 // syncfs calls of the linker
-	fileSyncs    atomic.Uint64 // pending copy-ups synced one by one
+	tmpSeq        atomic.Uint64
+	copyUps       atomic.Uint64
+	linkFailures  atomic.Uint64
+	probesSkipped atomic.Uint64 // lower-layer lookups a listing answered
+	batchSyncs    atomic.Uint64 // syncfs calls of the linker
+	fileSyncs     atomic.Uint64 // pending copy-ups synced one by one
 
 	// Logf, when set, is told of problems no request can report (a
 	// background link that failed).

@@ -32,6 +32,13 @@ const (
 // returns ENOENT for names that are absent or whited out. The caller
 // holds treeMu.
 func (fs *FS) lookupEntry(parent *Node, name string) (entry, error) {
+	return fs.lookupEntryListed(parent, name, nil)
+}
+
+// lookupEntryListed is lookupEntry for a name of the directory's listing
+// (nil: none): the lower layers whose copy of the directory does not
+// list the name are not asked. The upper layer always is: it changes.
+func (fs *FS) lookupEntryListed(parent *Node, name string, ent *DirEntry) (entry, error) {
 	var e entry
 	parentRel := parent.rel()
 	rel := joinRel(parentRel, name)
@@ -58,7 +65,7 @@ func (fs *FS) lookupEntry(parent *Node, name string) (entry, error) {
 			return e, err
 		}
 	}
-	if err := fs.lookupLowers(parent, parentRel, name, &e); err != nil {
+	if err := fs.lookupLowers(parent, parentRel, name, &e, ent); err != nil {
 		return e, err
 	}
 	if !e.upper && len(e.lowers) == 0 {
@@ -68,16 +75,29 @@ func (fs *FS) lookupEntry(parent *Node, name string) (entry, error) {
 }
 
 // lookupLowers continues a lookup in parent's lower layers, appending to
-// e.lowers every layer whose copy merges into the result.
-func (fs *FS) lookupLowers(parent *Node, parentRel, name string, e *entry) error {
+// e.lowers every layer whose copy merges into the result. With ent (a
+// complete entry of parent's listing) a layer whose copy of parent does
+// not list the name is taken as not having it, without a system call:
+// for a sparse upper lower layer most lookups of a listed directory
+// would otherwise be negative ones, which cost a search of the real
+// directory each. A directory with lower layers never moves (rename
+// gives EXDEV) and its lower layers never change, so the listing stays
+// true for them.
+func (fs *FS) lookupLowers(parent *Node, parentRel, name string, e *entry, ent *DirEntry) error {
 	if strings.HasPrefix(name, ociWhiteoutPrefix) {
 		return nil // OCI markers are never visible
 	}
 	rel := joinRel(parentRel, name)
-	for _, li := range parent.lowers {
+	for k, li := range parent.lowers {
 		l := fs.layers[li]
 		var st unix.Stat_t
-		err := l.lstat(rel, &st)
+		var err error
+		if !ent.mayHave(li) {
+			err = unix.ENOENT // not in the layer's listing
+			fs.probesSkipped.Add(1)
+		} else {
+			err = l.lstat(rel, &st)
+		}
 		switch err {
 		case nil:
 			if isWhiteout(&st) {
@@ -90,7 +110,20 @@ func (fs *FS) lookupLowers(parent *Node, parentRel, name string, e *entry) error
 				return nil // a non-directory below a directory is hidden
 			}
 			e.lowers = append(e.lowers, li)
-			if kind != unix.S_IFDIR || fs.lowerOpaque(l, rel) {
+			if kind != unix.S_IFDIR {
+				return nil
+			}
+			// Whether this copy is opaque matters only if a layer below
+			// may have the name too: not so in the bottom layer, nor
+			// when the listing shows none below with it.
+			below := false
+			for _, lj := range parent.lowers[k+1:] {
+				if ent.mayHave(lj) {
+					below = true
+					break
+				}
+			}
+			if !below || fs.lowerOpaque(l, rel) {
 				return nil
 			}
 		case unix.ENOENT, unix.ENOTDIR:
@@ -105,13 +138,19 @@ func (fs *FS) lookupLowers(parent *Node, parentRel, name string, e *entry) error
 	return nil
 }
 
+// mayHave reports whether lower layer li may have the listed name: a
+// complete listing tells, else (ent nil) it may.
+func (ent *DirEntry) mayHave(li int) bool {
+	return ent == nil || !ent.listed || li >= 64 || ent.inLowers&(1<<uint(li)) != 0
+}
+
 // lowerVisible reports whether a lower layer shows something at
 // (parent, name) when the upper layer is ignored: removing or renaming
 // away an upper object there must then leave a whiteout. The caller
 // holds treeMu.
 func (fs *FS) lowerVisible(parent *Node, name string) bool {
 	var e entry
-	if err := fs.lookupLowers(parent, parent.rel(), name, &e); err != nil {
+	if err := fs.lookupLowers(parent, parent.rel(), name, &e, nil); err != nil {
 		return true // be safe: a whiteout too many hides nothing visible
 	}
 	return len(e.lowers) > 0
@@ -192,6 +231,17 @@ func (fs *FS) newRoot() (*Node, error) {
 // Lookup finds name in directory parent and returns its node, with one
 // more kernel reference, and its attributes.
 func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
+	return fs.lookup(parent, name, nil)
+}
+
+// LookupListed is Lookup of an entry of parent's listing (from ReadDirAt
+// or ReadDir), as READDIRPLUS does for every name it returns: it asks only
+// the lower layers that listed the name.
+func (fs *FS) LookupListed(parent *Node, ent *DirEntry) (*Node, unix.Stat_t, error) {
+	return fs.lookup(parent, ent.Name, ent)
+}
+
+func (fs *FS) lookup(parent *Node, name string, ent *DirEntry) (*Node, unix.Stat_t, error) {
 	if len(name) > 255 {
 		return nil, unix.Stat_t{}, unix.ENAMETOOLONG
 	}
@@ -200,7 +250,7 @@ func (fs *FS) Lookup(parent *Node, name string) (*Node, unix.Stat_t, error) {
 	if parent.deleted.Load() || parent.kind != unix.S_IFDIR {
 		return nil, unix.Stat_t{}, unix.ENOENT
 	}
-	e, err := fs.lookupEntry(parent, name)
+	e, err := fs.lookupEntryListed(parent, name, ent)
 	if err != nil {
 		return nil, unix.Stat_t{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stratafs/strata/overlay"
 	"golang.org/x/sys/unix"
 )
 
@@ -285,4 +286,97 @@ func TestOCIHiddenNamesReused(t *testing.T) {
 	wantNames(t, "root after rmdir", listDir(t, fs, fs.Root()), "d")
 	fs.Forget(n, 1) // the unlinked x's data is kept until the kernel forgets it
 	wantWorkEmpty(t, s)
+}
+
+// TestLookupListedMatchesLookup builds a stack with every way layers
+// combine (shadowing, kernel and OCI whiteouts, opaque directories of
+// both kinds, a directory over a file and a file over a directory, names
+// in only some layers) and walks it twice, on two engines: once with
+// Lookup, once with LookupListed of each entry of the parent's listing,
+// as READDIRPLUS does. The two trees must be the same, names, kinds,
+// inode numbers and contents; and the listed walk must have skipped
+// lower layers (else it proves nothing).
+func TestLookupListedMatchesLookup(t *testing.T) {
+	s := newStack(t, 3)
+	build(t, s.lower(2), "a=2", "only2=2", "d/x=2", "d/y=2", "d/sub/deep=2",
+		"opq/h=2", "oci/h=2", "wd/h=2", "ociw/h=2", "fileover/", "fileover/k=2",
+		"dirover=2", "m/n/o/p=2", "m/n/q=2")
+	build(t, s.lower(1), "a=1", "d/y=1", "d/z=1", "d/sub/mid=1", "opq/*", "opq/m=1",
+		"oci/m=1", "oci/.wh..wh..opq=", "!wd", "ociw/.wh.h=", "ociw/g=1",
+		"fileover=1", "m/n/q=1", "m/r=1")
+	build(t, s.lower(0), "b=0", "d/x=0", "d/w=0", "dirover/", "dirover/v=0",
+		"m/n/o/s=0", "opq/t=0", "oci/t=0")
+	build(t, s.upper, "u=u", "d/uu=u", "!d/z", "m/*", "m/mine=u")
+
+	type obj struct {
+		kind uint32
+		ino  uint64
+		data string
+	}
+	walkTree := func(fs *overlay.FS, listed bool) map[string]obj {
+		tree := map[string]obj{}
+		var visit func(n *overlay.Node, path string)
+		visit = func(n *overlay.Node, path string) {
+			ents, err := fs.ReadDirAt(n, 0)
+			if err != nil {
+				t.Fatalf("list %q: %v", path, err)
+			}
+			for i := range ents {
+				var c *overlay.Node
+				var st unix.Stat_t
+				if listed {
+					c, st, err = fs.LookupListed(n, &ents[i])
+				} else {
+					c, st, err = fs.Lookup(n, ents[i].Name)
+				}
+				p := path + "/" + ents[i].Name
+				if err != nil {
+					t.Fatalf("lookup %q (listed %v): %v", p, listed, err)
+				}
+				o := obj{kind: st.Mode & unix.S_IFMT, ino: st.Ino}
+				if o.kind == unix.S_IFREG {
+					o.data = readAll(t, fs, c)
+				}
+				tree[p] = o
+				if o.kind == unix.S_IFDIR {
+					visit(c, p)
+				}
+			}
+		}
+		visit(fs.Root(), "")
+		return tree
+	}
+	plain := walkTree(mountCfg(t, s.configWithWork(t)), false)
+	fsListed := mountCfg(t, s.configWithWork(t))
+	listed := walkTree(fsListed, true)
+
+	if len(plain) < 20 {
+		t.Fatalf("the stack shows only %d objects", len(plain))
+	}
+	for p, o := range plain {
+		if l, ok := listed[p]; !ok {
+			t.Errorf("%s: found by Lookup, not by LookupListed", p)
+		} else if l != o {
+			t.Errorf("%s: Lookup %+v, LookupListed %+v", p, o, l)
+		}
+	}
+	for p := range listed {
+		if _, ok := plain[p]; !ok {
+			t.Errorf("%s: found by LookupListed, not by Lookup", p)
+		}
+	}
+	if fsListed.Stats().ProbesSkipped == 0 {
+		t.Fatalf("LookupListed asked every lower layer")
+	}
+	// Spot checks that the stack merges as meant.
+	for p, want := range map[string]string{"/a": "1", "/d/y": "1", "/d/x": "0", "/fileover": "1", "/m/mine": "u"} {
+		if got := plain[p].data; got != want {
+			t.Errorf("%s reads %q, want %q", p, got, want)
+		}
+	}
+	for _, p := range []string{"/d/z", "/opq/h", "/oci/h", "/wd", "/ociw/h", "/dirover/k", "/m/n", "/m/r"} {
+		if _, ok := plain[p]; ok {
+			t.Errorf("%s is visible", p)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"unsafe"
@@ -17,6 +18,14 @@ type DirEntry struct {
 	// the same in every listing of the directory (like ext4's hashed
 	// directory offsets). Listings come in cookie order.
 	Off uint64
+
+	// inLowers has bit i set when lower layer i's copy of the directory
+	// lists the name; listed says the bits are complete (a full listing
+	// over at most 64 layers). Lower layers never change under a mount,
+	// so a lookup of the name may skip the layers without it (see
+	// LookupListed).
+	inLowers uint64
+	listed   bool
 }
 
 // FirstCookie is the smallest cookie of a name: 0 is the start of a
@@ -125,6 +134,11 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 	var oci uint64
 	seen := map[string]struct{}{}
 	var out []DirEntry
+	// Where each name is in out, to note every lower layer that lists it.
+	var at map[string]int
+	if !firstOnly {
+		at = map[string]int{}
+	}
 	if upper {
 		p := fs.upper.path(rel)
 		ents, err := readDirAt(fs.upper, rel)
@@ -144,6 +158,9 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 				if o, ok := fs.readOrigin(p + "/" + e.name); ok {
 					ino = o
 				}
+			}
+			if at != nil {
+				at[e.name] = len(out)
 			}
 			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: ino})
 			if firstOnly {
@@ -171,19 +188,33 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 				continue
 			}
 			if _, ok := seen[e.name]; ok {
+				if i, ok := at[e.name]; ok && li < 64 {
+					out[i].inLowers |= 1 << uint(li)
+				}
 				continue
 			}
 			seen[e.name] = struct{}{}
 			if e.dtype == unix.DT_CHR && fs.isWhiteoutAt(p+"/"+e.name) {
 				continue
 			}
+			if at != nil {
+				at[e.name] = len(out)
+			}
 			out = append(out, DirEntry{Name: e.name, Kind: dtypeToKind(e.dtype), Ino: fs.inos.ino(l, e.ino)})
+			if li < 64 {
+				out[len(out)-1].inLowers = 1 << uint(li)
+			}
 			if firstOnly {
 				return out, oci, nil
 			}
 		}
 		for _, h := range hidden {
 			seen[h] = struct{}{}
+		}
+	}
+	if !firstOnly && (len(lowers) == 0 || slices.Max(lowers) < 64) {
+		for i := range out {
+			out[i].listed = true
 		}
 	}
 	return out, oci, nil

@@ -9,6 +9,9 @@ type Stats struct {
 	LinkFailures uint64 // background links that failed (and were retried)
 	BatchSyncs   uint64 // flushes of the upper filesystem for pending copy-ups
 	FileSyncs    uint64 // pending copy-ups flushed one by one (fsync, rename, link)
+	// ProbesSkipped counts lower-layer lookups answered from a directory
+	// listing (the layer's copy of the directory does not list the name).
+	ProbesSkipped uint64
 }
 
 // Stats returns the engine's counters.
@@ -18,5 +21,6 @@ func (fs *FS) Stats() Stats {
 	fs.pending.mu.Unlock()
 	return Stats{CopyUps: fs.copyUps.Load(), Nodes: fs.NodeCount(), OpenFiles: fs.OpenFiles(),
 		Pending: pending, LinkFailures: fs.linkFailures.Load(),
-		BatchSyncs: fs.batchSyncs.Load(), FileSyncs: fs.fileSyncs.Load()}
+		BatchSyncs: fs.batchSyncs.Load(), FileSyncs: fs.fileSyncs.Load(),
+		ProbesSkipped: fs.probesSkipped.Load()}
 }
