@@ -83,8 +83,15 @@ func (fs *FS) backingAttr(n *Node) (st unix.Stat_t, ok bool, err error) {
 	default:
 		return st, false, nil
 	}
+	// Whether the copy is linked is read before its attributes: the
+	// linker may link it (nlink 0 to 1) and clear pending in between,
+	// and an nlink read before the link must still count the name.
+	pending := n.pending.Load()
 	if err := unix.Fstat(fd, &st); err != nil {
 		return st, true, err
+	}
+	if h := fs.Hooks.AttrAfterFstat; h != nil {
+		h(n)
 	}
 	l := fs.upper
 	if !upper && len(n.lowers) > 0 {
@@ -94,7 +101,7 @@ func (fs *FS) backingAttr(n *Node) (st unix.Stat_t, ok bool, err error) {
 		applyOverride(l, realRef{fd: fd}, &st)
 	}
 	switch {
-	case n.pending.Load():
+	case pending:
 		st.Nlink = 1 // not linked yet, but it will have this one name
 	case n.grave != "" || !upper || n.anon:
 		fs.unlinkedNlink(n, &st)

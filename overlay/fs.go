@@ -109,6 +109,9 @@ type Hooks struct {
 	// LinkerBatch runs in the background linker (AsyncCopyUp) before it
 	// takes a batch of pending copy-ups.
 	LinkerBatch func()
+	// AttrAfterFstat runs when Getattr has read a backing file's
+	// attributes, before it adjusts them.
+	AttrAfterFstat func(n *Node)
 }
 
 // New opens the layers, prepares the work directory and returns the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stratafs/strata/overlay"
 	"golang.org/x/sys/unix"
@@ -373,4 +374,45 @@ func TestAsyncMetaCopyUpUnlinked(t *testing.T) {
 	}
 	fs.Forget(f, 1)
 	wantWorkEmpty(t, s)
+}
+
+// TestAsyncCopyUpAttrRacesLink: Getattr of a pending copy reads the
+// copy's attributes (nlink 0, it has no name yet); if the linker links it
+// before Getattr has looked at whether it is pending, nlink must still be
+// 1. (Found by the differential test: a stat said nlink 0.)
+func TestAsyncCopyUpAttrRacesLink(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "f=lower data")
+	fs, release := s.mountAsync()
+	f, _ := mustWalk(t, fs, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, fs, f, "UPPER", 0) // the data is copied now, only the link waits
+	wantAbsent(t, s.upper+"/f")
+	var once sync.Once
+	var wg sync.WaitGroup
+	fs.Hooks.AttrAfterFstat = func(n *overlay.Node) {
+		once.Do(func() {
+			// Let the linker run now, and wait until the copy has its name.
+			release()
+			wg.Go(func() {
+				if err := fs.Sync(n, false); err != nil {
+					t.Errorf("Sync: %v", err)
+				}
+			})
+			for i := 0; !exists(s.upper + "/f"); i++ {
+				if i == 5000 {
+					t.Fatalf("the copy was not linked")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond) // and pending is cleared
+		})
+	}
+	st, err := fs.Getattr(f)
+	wg.Wait()
+	if err != nil || st.Nlink != 1 {
+		t.Fatalf("Getattr while the copy was linked: nlink %d, %v", st.Nlink, err)
+	}
 }
