@@ -349,6 +349,23 @@ var regressions = []Case{
 			{Kind: OpWrite, Path: "s/d/g", Mode: 02755, As: 12345},
 		},
 	},
+	{
+		// fchown, fchmod and futimens of a removed directory still open:
+		// kernel overlayfs applies them to the upper directory its open
+		// file keeps (found by a random run, seed 15818).
+		Name: "removed-dir-fd-setattr",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "a", Kind: KDir, Mode: 0755, Mtime: 1234567890000000000},
+		}},
+		Ops: []Op{
+			{Kind: OpMkdir, Path: "a/new1", Mode: 0700},
+			{Kind: OpOpen, Path: "a/new1"},
+			{Kind: OpRmdir, Path: "a/new1"},
+			{Kind: OpFdChown, GID: 12345},
+			{Kind: OpFdChmod, Mode: 0750},
+			{Kind: OpFdStat},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {

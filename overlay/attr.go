@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -159,6 +160,11 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 		}
 		limit = int64(a.Size)
 	}
+	if n.deleted.Load() {
+		if st, ok := fs.setGone(n, a); ok {
+			return st, nil
+		}
+	}
 	if err := fs.copyUp(n, limit); err != nil {
 		return st, err
 	}
@@ -245,6 +251,54 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 		}
 	}
 	return fs.Getattr(n)
+}
+
+// setGone applies a to a removed directory, symlink or special file of
+// the upper layer (ok), whose attributes live on only in the node: the
+// kernel may still hold it open (fchown, fchmod, futimens of a removed
+// directory work on kernel overlayfs, on the upper inode its open file
+// keeps). Not for a size, which only regular files have.
+func (fs *FS) setGone(n *Node, a *SetAttr) (st unix.Stat_t, ok bool) {
+	if a.Valid&SetSize != 0 {
+		return st, false
+	}
+	fs.treeMu.Lock()
+	if n.gone == nil {
+		fs.treeMu.Unlock()
+		return st, false
+	}
+	g := *n.gone
+	if a.Valid&SetMode != 0 && n.kind != unix.S_IFLNK {
+		g.Mode = g.Mode&unix.S_IFMT | a.Mode&07777
+	}
+	if a.Valid&(SetUID|SetGID) != 0 {
+		uid, gid := fs.ids.toLayer(a.UID, a.GID)
+		if a.Valid&SetUID != 0 {
+			g.Uid = uid
+		}
+		if a.Valid&SetGID != 0 {
+			g.Gid = gid
+		}
+	}
+	now := timeNow()
+	switch {
+	case a.Valid&SetAtimeNow != 0:
+		g.Atim = now
+	case a.Valid&SetAtime != 0:
+		g.Atim = a.Atime
+	}
+	switch {
+	case a.Valid&SetMtimeNow != 0:
+		g.Mtim = now
+	case a.Valid&SetMtime != 0:
+		g.Mtim = a.Mtime
+	}
+	g.Ctim = now
+	n.gone = &g
+	fs.treeMu.Unlock()
+	st = g
+	fs.fixAttr(n, &st)
+	return st, true
 }
 
 // DropSetID clears the set-user-ID bit, and the set-group-ID bit where
@@ -340,4 +394,9 @@ func (fs *FS) setOverride(n *Node, path string, fd int, a *SetAttr) error {
 		st.Mode = st.Mode&unix.S_IFMT | a.Mode&07777
 	}
 	return fs.writeOverride(ref, st.Uid, st.Gid, st.Mode)
+}
+
+// timeNow is the current time as a file timestamp.
+func timeNow() unix.Timespec {
+	return unix.NsecToTimespec(time.Now().UnixNano())
 }
