@@ -98,6 +98,13 @@ var Differences = []Difference{
 		},
 	},
 	{
+		ID:       "kernel-resurrects-removed",
+		Kernel:   "fchmod, fchown, futimens and fsetxattr through a descriptor of a lower special file (a fifo, say) whose name was removed since copy it up under its old name: the removed name is back in the merged view",
+		Strata:   "changes the attributes of the open object; the name stays removed",
+		Why:      "a change made through a descriptor does not create names; the kernel's result is an artifact of its copy-up by name (for regular files the same copy-up fails with EEXIST, see unlinked-lower-fd-metadata)",
+		Handling: "when such an operation succeeds on both mounts, the name was gone from both before it and the kernel's mount shows it after, the tester removes it again on the kernel's mount and closes the descriptor on both mounts",
+	},
+	{
 		ID:       "copy-up-on-write",
 		Kernel:   "copies a lower file up when it is opened for writing, even if nothing is ever written",
 		Strata:   "copies it up at its first change (write, truncate, fallocate, metadata change): the kernel does not tell a FUSE daemon about opens it answers ENOSYS to, and that saves a round trip on every open",

@@ -366,6 +366,21 @@ var regressions = []Case{
 			{Kind: OpFdStat},
 		},
 	},
+	{
+		// The same for a lower fifo (seed 12425): removed, its attributes
+		// change through a descriptor still open.
+		Name: "removed-lower-fifo-fd-setattr",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "a", Kind: KDir, Mode: 0755, Mtime: 1234567890000000000},
+			{Layer: 0, Path: "a/d", Kind: KFifo, Mode: 0644, Mtime: 1234567890000000000},
+		}},
+		Ops: []Op{
+			{Kind: OpOpen, Path: "a/d", Flags: 0x202, Slot: 1},
+			{Kind: OpUnlink, Path: "a/d"},
+			{Kind: OpFdChown, GID: 1000, Slot: 1},
+			{Kind: OpFdStat, Slot: 1},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {

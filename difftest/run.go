@@ -512,11 +512,21 @@ func (s *session) runOps(phase string, ops []Op, ms, mk *mount) (Tree, Tree, *Fa
 				return nil, nil, s.setupFailure(err)
 			}
 		default:
+			removed := s.removedSlotPath(*op, ms, mk)
 			if !within(s.r.OpTimeout, func() { rs = ss.Apply(*op) }) {
 				ms.hung = true
 				return nil, nil, hangFailure(phase, i, op, "the operation")
 			}
 			rk = sk.Apply(*op)
+			if removed != "" && rs.Errno == 0 && rk.Errno == 0 && s.buryResurrected(mk.mnt, removed) {
+				if s.r.Logf != nil {
+					s.r.Logf("allowed difference kernel-resurrects-removed: %q removed again on the kernel's mount, slot %d closed", removed, op.Slot)
+				}
+				ss.Apply(Op{Kind: OpClose, Slot: op.Slot})
+				sk.Apply(Op{Kind: OpClose, Slot: op.Slot})
+				s.slots[op.Slot] = ""
+				continue
+			}
 		}
 		if s.r.Logf != nil {
 			s.r.Logf("%s %d: %s: strata %v, kernel %v", phase, i, op, rs, rk)
@@ -635,6 +645,46 @@ func (s *session) noteDeferred(op Op, rs, rk Result, kernelRoot string) {
 	if op.Flags&unix.O_ACCMODE != unix.O_RDONLY && op.Flags&unix.O_TRUNC == 0 {
 		s.deferred[resolved(kernelRoot, op.Path)] = true
 	}
+}
+
+// removedSlotPath returns, for a metadata change through a descriptor,
+// the path the descriptor was opened on if that name is gone from both
+// mounts (the kernel-resurrects-removed difference), else "".
+func (s *session) removedSlotPath(op Op, ms, mk *mount) string {
+	switch op.Kind {
+	case OpFdChmod, OpFdChown, OpFdUtimes, OpFdSetxattr:
+	default:
+		return ""
+	}
+	p := s.slots[op.Slot]
+	if p == "" {
+		return ""
+	}
+	var st unix.Stat_t
+	if unix.Lstat(filepath.Join(ms.mnt, p), &st) != unix.ENOENT || unix.Lstat(filepath.Join(mk.mnt, p), &st) != unix.ENOENT {
+		return ""
+	}
+	return p
+}
+
+// buryResurrected removes path from the kernel's mount again if the
+// operation just made it reappear there, and reports whether it did.
+func (s *session) buryResurrected(kernelRoot, path string) bool {
+	// The copy takes the whiteout's place in the kernel's upper layer, but
+	// its cached negative entry and listing may still hide it: look once
+	// the caches are dropped.
+	if os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0) != nil {
+		return false
+	}
+	p := filepath.Join(kernelRoot, path)
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil {
+		return false
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return unix.Rmdir(p) == nil
+	}
+	return unix.Unlink(p) == nil
 }
 
 // resolved returns path (relative to root) with symlinks followed, as an

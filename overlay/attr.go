@@ -253,16 +253,32 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 	return fs.Getattr(n)
 }
 
-// setGone applies a to a removed directory, symlink or special file of
-// the upper layer (ok), whose attributes live on only in the node: the
-// kernel may still hold it open (fchown, fchmod, futimens of a removed
-// directory work on kernel overlayfs, on the upper inode its open file
-// keeps). Not for a size, which only regular files have.
+// setGone applies a to a removed directory, symlink or special file
+// (ok), whose attributes then live on only in the node: the kernel may
+// still hold it open, and fchown, fchmod and futimens of it work on
+// kernel overlayfs (on the upper inode its open file keeps, or on a copy
+// of the lower one). Not for a size, which only regular files have; a
+// removed regular file has its data kept or is copied up anonymously.
 func (fs *FS) setGone(n *Node, a *SetAttr) (st unix.Stat_t, ok bool) {
 	if a.Valid&SetSize != 0 {
 		return st, false
 	}
 	fs.treeMu.Lock()
+	if n.gone == nil && !n.upper && !n.anon && n.kind != unix.S_IFREG {
+		// A removed lower object, still there under its whiteout: its
+		// attributes, as Getattr shows them, are where the changes start.
+		if l := n.topLayer(); l != nil {
+			var base unix.Stat_t
+			rel := n.rel()
+			if l.lstat(rel, &base) == nil {
+				if l.override != "" {
+					applyOverride(l, realRef{path: l.path(rel)}, &base)
+				}
+				fs.unlinkedNlink(n, &base)
+				n.gone = &base
+			}
+		}
+	}
 	if n.gone == nil {
 		fs.treeMu.Unlock()
 		return st, false

@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/stratafs/strata/overlay"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,4 +158,55 @@ func TestRmdirLeavesWhiteout(t *testing.T) {
 	// The same in a new engine.
 	fs2 := mountCfg(t, s.configWithWork(t))
 	wantNames(t, "root in a new engine", listDir(t, fs2, fs2.Root()))
+}
+
+// TestSetattrRemovedSpecial: a directory, symlink or special file whose
+// name was removed may still be open in the kernel, and fchmod, fchown
+// and futimens through that descriptor work (as on kernel overlayfs).
+// Their attributes live on in the node; no name comes back, and a lower
+// one stays as it was.
+func TestSetattrRemovedSpecial(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/|fifo", "d/l->target")
+	build(t, s.upper, "d/up/")
+	fs := s.mount()
+	d, _ := mustWalk(t, fs, "d")
+	for _, c := range []struct {
+		name   string
+		remove func() error
+		mode   bool // chmod applies (not to symlinks)
+	}{
+		{"fifo", func() error { return fs.Unlink(d, "fifo") }, true},
+		{"l", func() error { return fs.Unlink(d, "l") }, false},
+		{"up", func() error { return fs.Rmdir(d, "up") }, true},
+	} {
+		n, before, err := fs.Lookup(d, c.name)
+		if err != nil {
+			t.Fatalf("lookup %s: %v", c.name, err)
+		}
+		wantErrno(t, "remove "+c.name, c.remove(), 0)
+		mtime := unix.Timespec{Sec: 1000000000, Nsec: 5}
+		st, err := fs.Setattr(n, &overlay.SetAttr{Valid: overlay.SetMode | overlay.SetGID | overlay.SetMtime,
+			Mode: 0640, GID: 4321, Mtime: mtime})
+		if err != nil {
+			t.Fatalf("setattr of removed %s: %v", c.name, err)
+		}
+		wantMode := before.Mode
+		if c.mode {
+			wantMode = before.Mode&unix.S_IFMT | 0640
+		}
+		if st.Mode != wantMode || st.Gid != 4321 || st.Mtim != mtime || st.Nlink != 0 {
+			t.Fatalf("removed %s after setattr: mode %o gid %d mtime %v nlink %d", c.name, st.Mode, st.Gid, st.Mtim, st.Nlink)
+		}
+		if again, err := fs.Getattr(n); err != nil || again != st {
+			t.Fatalf("Getattr of removed %s: %+v, %v; Setattr said %+v", c.name, again, err, st)
+		}
+		_, _, err = fs.Lookup(d, c.name)
+		wantErrno(t, "lookup of removed "+c.name, err, unix.ENOENT)
+	}
+	wantWhiteout(t, s.upper+"/d/fifo")
+	var st unix.Stat_t
+	if err := unix.Lstat(s.lower(0)+"/d/fifo", &st); err != nil || st.Gid == 4321 || st.Mode&07777 != 0644 {
+		t.Fatalf("the lower fifo changed: gid %d mode %o, %v", st.Gid, st.Mode, err)
+	}
 }
