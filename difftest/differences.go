@@ -52,7 +52,7 @@ var Differences = []Difference{
 		Kernel:   "readdir of a directory that is not merged (it exists in one layer only, or is opaque) passes the real directory through, whiteouts included: they are listed as DT_CHR entries that lstat then reports as ENOENT",
 		Strata:   "never lists whiteouts",
 		Why:      "the kernel's entries are phantoms that no operation can reach; listing them is an artifact of its readdir fast path, not a semantic",
-		Handling: "entries of a kernel tree with d_type DT_CHR whose lstat fails with ENOENT are dropped before comparing (dropLeakedWhiteouts)",
+		Handling: "entries of a kernel tree with d_type DT_CHR whose lstat fails with ENOENT are dropped before comparing (dropLeakedWhiteouts), and so are such names in the listing read through a descriptor (OpFdReaddir)",
 	},
 	{
 		ID:       "oci-whiteouts",

@@ -1161,6 +1161,10 @@ func (s *Side) applyFd(o Op) Result {
 				break
 			}
 			for _, e := range parseDirents(buf[:n]) {
+				var st unix.Stat_t
+				if e.dtype == unix.DT_CHR && unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW) == unix.ENOENT {
+					continue // a leaked lower whiteout (see DIFFERENCES.md)
+				}
 				names = append(names, e.name)
 			}
 		}

@@ -381,6 +381,21 @@ var regressions = []Case{
 			{Kind: OpFdStat, Slot: 1},
 		},
 	},
+	{
+		// A whiteout in the only layer of a directory, listed through a
+		// descriptor: the kernel passes it through (leaked-lower-whiteouts),
+		// Strata does not (seed 6086).
+		Name: "leaked-whiteout-fd-readdir",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "d", Kind: KDir, Mode: 0755, Mtime: 1234567890000000000},
+			{Layer: 0, Path: "d/f", Kind: KFile, Mode: 0644, Mtime: 1234567890000000000, Size: 5000, Fill: 125},
+			{Layer: 0, Path: "d/a", Kind: KWhiteout},
+		}},
+		Ops: []Op{
+			{Kind: OpOpen, Path: "d", Slot: 1},
+			{Kind: OpFdReaddir, Slot: 1},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {
