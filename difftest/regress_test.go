@@ -396,6 +396,21 @@ var regressions = []Case{
 			{Kind: OpFdReaddir, Slot: 1},
 		},
 	},
+	{
+		// fsetxattr(XATTR_REPLACE) of a missing attribute through a
+		// descriptor of a removed lower file: ENODATA on Strata, the
+		// kernel's copy-up by name says EEXIST (seed 17806).
+		Name: "unlinked-lower-fd-setxattr-replace",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "d", Kind: KDir, Mode: 0755, Mtime: 1234567890000000000},
+			{Layer: 0, Path: "d/b", Kind: KFile, Mode: 0644, Mtime: 1234567890000000000, Size: 100, Fill: 56},
+		}},
+		Ops: []Op{
+			{Kind: OpOpen, Path: "d/b", Slot: 1},
+			{Kind: OpUnlink, Path: "d/b"},
+			{Kind: OpFdSetxattr, Name: "user.new", Value: "qqqqqqqqq", Flags: 0x2, Slot: 1},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {
