@@ -52,9 +52,10 @@ func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.S
 			}
 			continue
 		}
-		// Look the name up first: the entry then carries the object's own
-		// inode number (a copied-up object keeps its lower one).
-		c, st, err := fs.ov.Lookup(n, ent.Name)
+		// Look the name up first, in the layers that listed it: the entry
+		// then carries the object's own inode number (a copied-up object
+		// keeps its lower one).
+		c, st, err := fs.ov.LookupListed(n, ent)
 		if err == nil {
 			e.Ino, e.Mode = st.Ino, st.Mode
 		}
