@@ -31,6 +31,7 @@ const CacheTimeout = time.Hour
 type Server struct {
 	Mountpoint string
 	FS         *overlay.FS
+	FUSE       *fusefs.FS
 	fuse       *fuse.Server
 }
 
@@ -70,6 +71,8 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 	ov.Logf = func(format string, args ...any) { log.Printf("strata: "+format, args...) }
 	syscall.Umask(0) // modes from the kernel already have the caller's umask applied
 	raw := fusefs.New(ov, CacheTimeout)
+	raw.Passthrough = o.Passthrough && !o.ReadOnly
+	raw.Logf = ov.Logf
 	srv, err := fuse.NewServer(raw, o.Mountpoint, fuseOptions(o))
 	if err != nil {
 		ov.Close()
@@ -82,7 +85,7 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 		return nil, fmt.Errorf("mounting on %s: %w", o.Mountpoint, err)
 	}
 	raiseReadahead(o.Mountpoint, o.Lowers[0])
-	return &Server{Mountpoint: o.Mountpoint, FS: ov, fuse: srv}, nil
+	return &Server{Mountpoint: o.Mountpoint, FS: ov, FUSE: raw, fuse: srv}, nil
 }
 
 // raiseReadahead gives the mount the readahead of the filesystem its
@@ -181,16 +184,20 @@ func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
 		Debug:                    o.Debug,
 		EnableSymlinkCaching:     true, // a symlink's target never changes
 		ExplicitDataCacheControl: true, // the daemon knows when data changes
-		// Passthrough fixes one backing file per open, which copy-up must
-		// be able to replace: not used yet.
-		DisabledCapabilities: fuse.CAP_PASSTHROUGH,
+	}
+	if o.Passthrough && !o.ReadOnly {
+		// Upper-layer files only (fusefs/passthrough.go); the FUSE mount
+		// can still be a layer of a kernel overlay (stack depth 1).
+		mo.MaxStackDepth = 1
+	} else {
+		mo.DisabledCapabilities = fuse.CAP_PASSTHROUGH
 	}
 	// The kernel leaves it to the daemon to drop set-id bits on writes,
 	// truncates and chown (FUSE_HANDLE_KILLPRIV_V2), which spares a
-	// GETATTR per chown and most security.capability lookups per write.
+	// GETATTR per chown and a security.capability lookup per write.
+	mo.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
 	// (No writeback cache: with it the kernel keeps files' mtimes to
 	// itself, and they drift from what the upper layer records.)
-	mo.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
 	if mo.FsName == "" {
 		mo.FsName = "strata"
 	}

@@ -28,6 +28,7 @@ import (
 
 type config struct {
 	strata, fuseOverlayfs string
+	strataOpts            string
 	out, work, src        string
 	runs                  int
 	quick                 bool
@@ -124,6 +125,7 @@ func parseFlags() (*config, error) {
 	cfg := &config{}
 	var bigSize, targets, only string
 	flag.StringVar(&cfg.strata, "strata", "bin/strata", "path of the Strata binary; if missing, the Strata column is left out")
+	flag.StringVar(&cfg.strataOpts, "strata-opts", "", "further -o options for Strata, after the layers' (for example passthrough)")
 	flag.StringVar(&cfg.fuseOverlayfs, "fuse-overlayfs", "/usr/bin/fuse-overlayfs", "path of fuse-overlayfs")
 	flag.StringVar(&cfg.out, "out", "bench/out", "directory for results.json, results.txt and chart.png")
 	flag.StringVar(&cfg.work, "work", "/var/tmp/strata-bench", "scratch directory for layers, upper dirs and mountpoints (on a disk, not tmpfs); removed at the end")
@@ -343,6 +345,7 @@ func runBench(cfg *config) (*Report, error) {
 		"build":          cfg.build,
 		"build_cache":    cfg.buildCache,
 		"strata":         cfg.strata,
+		"strata_opts":    cfg.strataOpts,
 		"fuse_overlayfs": cfg.fuseOverlayfs,
 		"fuse_overlayfs_version": func() string {
 			b, _ := exec.Command(cfg.fuseOverlayfs, "--version").Output()
@@ -491,7 +494,7 @@ func newOverlay(cfg *config, name, base string, lowers []string, mnt string) *ov
 	case tFuse:
 		return newOverlayTarget(name, kindFUSE, cfg.fuseOverlayfs, base, lowers, mnt)
 	default:
-		return newOverlayTarget(name, kindFUSE, cfg.strata, base, lowers, mnt)
+		return newOverlayTarget(name, kindFUSE, cfg.strata, base, lowers, mnt).withOptions(cfg.strataOpts)
 	}
 }
 

@@ -111,6 +111,7 @@ type overlayTarget struct {
 	base   string   // directory holding upper-N and work-N
 	lowers []string // top first
 	mnt    string
+	extra  string // further mount options (-strata-opts)
 	gen    int
 	upper  string
 	work   string
@@ -125,13 +126,23 @@ func newOverlayTarget(name string, kind overlayKind, bin, base string, lowers []
 	return &overlayTarget{name: name, kind: kind, bin: bin, base: base, lowers: lowers, mnt: mnt}
 }
 
+// withOptions adds mount options after the layers' (-strata-opts).
+func (o *overlayTarget) withOptions(extra string) *overlayTarget {
+	o.extra = extra
+	return o
+}
+
 func (o *overlayTarget) Name() string   { return o.name }
 func (o *overlayTarget) Root() string   { return o.mnt }
 func (o *overlayTarget) DaemonPID() int { return o.pid }
 func (o *overlayTarget) MarkDirty()     {}
 
 func (o *overlayTarget) options() string {
-	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(o.lowers, ":"), o.upper, o.work)
+	s := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(o.lowers, ":"), o.upper, o.work)
+	if o.extra != "" {
+		s += "," + o.extra
+	}
+	return s
 }
 
 func (o *overlayTarget) Fresh() error {

@@ -4,7 +4,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// Files are never opened or closed through the daemon: OPEN and FLUSH
+// Files are never opened or closed through the daemon (unless
+// passthrough is on: passthrough.go): OPEN and FLUSH
 // are answered with ENOSYS, after which the
 // kernel stops sending them (FUSE_NO_OPEN_SUPPORT) and every open, close
 // and read from the page cache costs no round trip. CREATE is ENOSYS too,
@@ -12,12 +13,6 @@ import (
 // opens with FOPEN_KEEP_CACHE: the page cache belongs to the object, and
 // copy-up does not change the object's data. Requests for file data carry
 // the node ID, and the engine serves them from the node's backing file.
-
-// Open is answered with ENOSYS: the kernel then opens files itself, for
-// good.
-func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	return fuse.ENOSYS
-}
 
 // Flush is answered with ENOSYS: the kernel then stops sending it.
 func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {

@@ -28,6 +28,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,9 +41,17 @@ import (
 type FS struct {
 	fuse.RawFileSystem // ENOSYS for what is not implemented below
 
+	// Passthrough hands files in the upper layer to the kernel
+	// (passthrough.go). Set before mounting.
+	Passthrough bool
+	// Logf, if set, reports what the mount cannot do as asked.
+	Logf func(format string, args ...any)
+
 	ov      *overlay.FS
 	timeout time.Duration
 	server  *fuse.Server
+	ptState atomic.Int32 // passthrough state: ptUnknown, ...
+	opens   openTable    // passthrough: the kernel's open files, by node
 }
 
 // New returns a FUSE file system serving ov. timeout is how long the

@@ -33,6 +33,10 @@ type Options struct {
 	UserXattr bool // userxattr: overlay xattrs live under "user.overlay."
 	Volatile  bool // volatile or fsync=0: skip syncs
 
+	// Passthrough: the kernel does I/O on upper-layer files itself (FUSE
+	// passthrough), for an OPEN round trip per open.
+	Passthrough bool
+
 	AllowOther         bool // allow_other (default true when run as root)
 	DefaultPermissions bool // always true in practice: the kernel checks permissions
 

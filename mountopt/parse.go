@@ -258,6 +258,10 @@ var optionTable = map[string]optionSpec{
 		}
 		return nil
 	}},
+	"passthrough": {argNone, func(p *parser, _, _, _ string) error {
+		p.opts.Passthrough = true
+		return nil
+	}},
 	"userxattr": {argNone, func(p *parser, _, _, _ string) error {
 		p.opts.UserXattr = true
 		return nil

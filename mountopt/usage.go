@@ -35,6 +35,10 @@ strata options:
     -o volatile                never sync to disk (same as fsync=0)
     -o fsync=0|1               0: skip fsync, 1: honour it (default)
     -o userxattr               store overlay xattrs as user.overlay.*
+    -o passthrough             let the kernel read and write files of the
+                               upper layer itself (FUSE passthrough, Linux
+                               6.9+): faster large-file I/O, but a round
+                               trip to the daemon for every open
     -o uidmapping=C:H:S[:C:H:S...]
                                map container IDs C..C+S-1 to host IDs H..
     -o gidmapping=C:H:S[:C:H:S...]

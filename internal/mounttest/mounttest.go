@@ -76,8 +76,14 @@ func (s *Stack) Options() *mountopt.Options {
 	o.Lowers = append([]string(nil), s.Lowers...)
 	o.Upper, o.Work, o.Mountpoint = s.Upper, s.Work, s.Mnt
 	o.Foreground = true
+	o.Passthrough = Passthrough()
 	return o
 }
+
+// Passthrough reports whether the tests run with -o passthrough
+// (STRATA_TEST_PASSTHROUGH=1): every mount of a stack then uses it, and
+// the suites check the same semantics through it.
+func Passthrough() bool { return os.Getenv("STRATA_TEST_PASSTHROUGH") == "1" }
 
 // OptionString is the -o argument for the stack.
 func (s *Stack) OptionString() string {
@@ -194,6 +200,9 @@ func (s *Stack) MountDaemonEnv(t testing.TB, env []string, extraOpts ...string) 
 	Require(t)
 	bin := Binary(t)
 	opts := s.OptionString()
+	if Passthrough() {
+		opts += ",passthrough"
+	}
 	for _, o := range extraOpts {
 		opts += "," + o
 	}

@@ -1,0 +1,209 @@
+package fusefs_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stratafs/strata"
+	"github.com/stratafs/strata/internal/mounttest"
+	"golang.org/x/sys/unix"
+)
+
+// mountPassthrough mounts the stack with -o passthrough.
+func mountPassthrough(t *testing.T, s *mounttest.Stack) *strata.Server {
+	t.Helper()
+	o := s.Options()
+	o.Passthrough = true
+	o.AllowOther = true
+	return mounttest.MountOptions(t, o)
+}
+
+// waitReleased waits for the kernel's RELEASE of every file opened
+// through srv (they come after close returns).
+func waitReleased(t *testing.T, srv *strata.Server) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); srv.FUSE.OpenStats().Nodes != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("files still open in the daemon's table after close: %+v", srv.FUSE.OpenStats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func openFd(t *testing.T, p string, flags int) int {
+	t.Helper()
+	fd, err := unix.Open(p, flags|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatalf("open %s: %v", p, err)
+	}
+	return fd
+}
+
+func pwrite(t *testing.T, fd int, b []byte, off int64) {
+	t.Helper()
+	if n, err := unix.Pwrite(fd, b, off); err != nil || n != len(b) {
+		t.Fatalf("pwrite at %d: %d, %v", off, n, err)
+	}
+}
+
+// TestPassthroughUpperFile writes a new file through passthrough opens:
+// the kernel gets the upper file, two opens share it, a mapping of one
+// sees the other's writes, the mount's size follows, and every backing
+// file is given back after the last close.
+func TestPassthroughUpperFile(t *testing.T) {
+	s := mounttest.NewStack(t, 1)
+	srv := mountPassthrough(t, s)
+	p := filepath.Join(s.Mnt, "new")
+
+	data := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16)
+	w := openFd(t, p, unix.O_CREAT|unix.O_RDWR|unix.O_EXCL)
+	pwrite(t, w, data, 0)
+	st := srv.FUSE.OpenStats()
+	if st.Passthrough != 1 || st.Cached != 0 {
+		unix.Close(w)
+		t.Fatalf("open of a new file: %+v, want one passthrough open (does the kernel offer FUSE passthrough?)", st)
+	}
+
+	r := openFd(t, p, unix.O_RDONLY)
+	m, err := unix.Mmap(r, 0, len(data), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pwrite(t, w, []byte("WRITTEN"), 4096)
+	if got := string(m[4096 : 4096+7]); got != "WRITTEN" {
+		t.Errorf("mapping of a second open shows %q after a write through the first", got)
+	}
+	if st := srv.FUSE.OpenStats(); st.Passthrough != 2 || st.Cached != 0 {
+		t.Errorf("after a second open: %+v, want two passthrough opens", st)
+	}
+	unix.Munmap(m)
+	unix.Close(r)
+	if err := unix.Fsync(w); err != nil {
+		t.Errorf("fsync: %v", err)
+	}
+	pwrite(t, w, []byte("tail"), int64(len(data)))
+	unix.Close(w)
+
+	copy(data[4096:], "WRITTEN")
+	data = append(data, "tail"...)
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() != int64(len(data)) {
+		t.Errorf("size through the mount %d, want %d", fi.Size(), len(data))
+	}
+	for _, q := range []string{p, filepath.Join(s.Upper, "new")} {
+		got, err := os.ReadFile(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, not what was written (%d bytes)", q, len(got), len(data))
+		}
+	}
+	waitReleased(t, srv)
+}
+
+// TestPassthroughWaitsForCachedOpens: a lower file mapped and opened
+// before its copy-up keeps its cached opens; opens after the copy-up are
+// cached too while any of those remain (the kernel cannot mix the two),
+// and every write, through any of them, shows in the old mapping. Once
+// they are all closed, the next open is a passthrough one and sees the
+// data all of them wrote.
+func TestPassthroughWaitsForCachedOpens(t *testing.T) {
+	s := mounttest.NewStack(t, 1)
+	page := 4096
+	mounttest.WriteFile(t, filepath.Join(s.Lowers[0], "f"), string(bytes.Repeat([]byte("a"), 2*page)))
+	srv := mountPassthrough(t, s)
+	p := filepath.Join(s.Mnt, "f")
+
+	r := openFd(t, p, unix.O_RDONLY)
+	m, err := unix.Mmap(r, 0, 2*page, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[0] != 'a' {
+		t.Fatalf("mapping shows %q", m[0])
+	}
+	w := openFd(t, p, unix.O_RDWR)
+	pwrite(t, w, []byte("B"), 0) // copies the file up
+	if m[0] != 'B' {
+		t.Errorf("mapping of the lower file shows %q after the copy-up's write, want B", m[0])
+	}
+	w2 := openFd(t, p, unix.O_RDWR) // in the upper layer now, cached opens left
+	pwrite(t, w2, []byte("C"), int64(page))
+	if m[page] != 'C' {
+		t.Errorf("mapping shows %q after a write through an open made after the copy-up, want C", m[page])
+	}
+	if st := srv.FUSE.OpenStats(); st.Passthrough != 0 || st.Cached != 3 {
+		t.Errorf("opens %+v, want three cached and no passthrough", st)
+	}
+	unix.Munmap(m)
+	unix.Close(r)
+	unix.Close(w)
+	unix.Close(w2)
+	waitReleased(t, srv)
+
+	w3 := openFd(t, p, unix.O_RDWR)
+	defer unix.Close(w3)
+	if st := srv.FUSE.OpenStats(); st.Passthrough != 1 {
+		t.Fatalf("open after the cached ones closed: %+v, want a passthrough open", st)
+	}
+	buf := make([]byte, 2*page)
+	if n, err := unix.Pread(w3, buf, 0); err != nil || n != 2*page || buf[0] != 'B' || buf[page] != 'C' || buf[1] != 'a' {
+		t.Fatalf("passthrough read: %d bytes, %v, first bytes of the pages %q %q", n, err, buf[0], buf[page])
+	}
+	pwrite(t, w3, []byte("D"), 1)
+	srv.FS.Settle() // the copy is linked into the upper layer in the background
+	got, err := os.ReadFile(filepath.Join(s.Upper, "f"))
+	if err != nil || len(got) != 2*page || string(got[:2]) != "BD" || got[page] != 'C' {
+		t.Fatalf("upper file after a passthrough write: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestPassthroughDropsSetID: a write by a user without CAP_FSETID drops
+// the set-user-ID bit, as on any file system, though the daemon does not
+// see passthrough writes: such opens are served by the daemon instead.
+func TestPassthroughDropsSetID(t *testing.T) {
+	s := mounttest.NewStack(t, 1)
+	for _, d := range []string{filepath.Dir(s.Dir), s.Dir} { // for nobody
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := mountPassthrough(t, s)
+	p := filepath.Join(s.Mnt, "suid")
+	mounttest.WriteFile(t, p, "x")
+	if err := os.Chown(p, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Chmod(p, 0o4777); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Fatalf("chmod 4777: %v, %v", fi.Mode(), err)
+	}
+	cmd := exec.Command("sh", "-c", "echo more >> "+p)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("append as nobody: %v\n%s", err, out)
+	}
+	for _, q := range []string{p, filepath.Join(s.Upper, "suid")} {
+		fi, err := os.Stat(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&os.ModeSetuid != 0 || fi.Size() != int64(len("xmore\n")) {
+			t.Errorf("%s after an unprivileged append: mode %v, size %d; want the set-user-ID bit dropped, 6 bytes", q, fi.Mode(), fi.Size())
+		}
+	}
+	if st := srv.FUSE.OpenStats(); st.Cached == 0 {
+		t.Errorf("opens %+v: the unprivileged writer's open should have been cached", st)
+	}
+}
