@@ -195,6 +195,7 @@ func (r *Runner) mountStrata(lowers []string, upper, work, mnt string, userXattr
 	o.Upper, o.Work, o.Mountpoint = upper, work, mnt
 	o.Foreground = true
 	o.UserXattr = userXattr
+	o.Passthrough = mounttest.Passthrough()
 	srv, err := strata.Mount(o)
 	if err != nil {
 		return nil, fmt.Errorf("mount strata: %w", err)

@@ -37,6 +37,10 @@ import (
 // are dropped. Writes through a passthrough open leave the daemon out, and
 // with them dropping set-id bits (setID, below).
 
+// Locks: a nodeOpens.mu is held across the engine calls of an OPEN or
+// RELEASE (the engine takes its own locks inside, and never calls back
+// into this file); openTable.mu is only ever held alone.
+
 // File handle values: the kind of open, for RELEASE.
 const (
 	fhCached      = 1

@@ -26,3 +26,7 @@ go test -race -count=1 -timeout 15m ./overlay/ ./mountopt/
 echo "== everything else, against real mounts"
 mapfile -t pkgs < <(go list ./... | grep -v -e '/overlay$' -e '/mountopt$')
 go test -count=1 -timeout 45m -p 2 "${pkgs[@]}"
+
+echo "== the mount suites again, with -o passthrough"
+STRATA_TEST_PASSTHROUGH=1 go test -count=1 -timeout 30m -p 2 \
+	./fusefs/ ./test/posix/ ./test/coherence/ ./difftest/ ./test/stress/

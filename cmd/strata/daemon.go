@@ -14,7 +14,9 @@ import (
 	"syscall"
 
 	"github.com/stratafs/strata"
+	"github.com/stratafs/strata/fusefs"
 	"github.com/stratafs/strata/mountopt"
+	"github.com/stratafs/strata/overlay"
 )
 
 // daemonEnv tells the re-executed daemon which descriptor to report
@@ -110,7 +112,10 @@ func writeStats(srv *strata.Server) {
 	if path == "" {
 		return
 	}
-	b, err := json.Marshal(srv.FS.Stats())
+	b, err := json.Marshal(struct {
+		overlay.Stats
+		Opens fusefs.OpenStats // with -o passthrough
+	}{srv.FS.Stats(), srv.FUSE.OpenStats()})
 	if err == nil {
 		os.WriteFile(path, append(b, '\n'), 0644)
 	}
