@@ -198,7 +198,14 @@ func (fs *FS) register(n *overlay.Node, o *nodeOpens, write bool) error {
 		return nil
 	})
 	if regErr != 0 && fs.ptState.CompareAndSwap(ptOn, ptFailed) && fs.Logf != nil {
-		fs.Logf("passthrough: the kernel refused a backing file (%v); files are served by the daemon", regErr)
+		why := regErr.Error()
+		switch regErr {
+		case syscall.ELOOP:
+			why = "the upper layer is on a stacked file system, such as an overlay"
+		case syscall.EPERM:
+			why = "the daemon lacks CAP_SYS_ADMIN"
+		}
+		fs.Logf("passthrough: the kernel refused the upper layer's files (%s); the daemon serves them", why)
 	}
 	return err
 }

@@ -207,3 +207,36 @@ func TestPassthroughDropsSetID(t *testing.T) {
 		t.Errorf("opens %+v: the unprivileged writer's open should have been cached", st)
 	}
 }
+
+// TestPassthroughFallsBack: an upper layer the kernel will not pass
+// through to (here on a kernel overlay: one level of stacking is all a
+// passthrough mount allows below it) leaves the mount serving every file
+// itself, correctly.
+func TestPassthroughFallsBack(t *testing.T) {
+	s := mounttest.NewStack(t, 1)
+	base := filepath.Join(s.Dir, "base")
+	for _, d := range []string{"lower", "upper", "work", "mnt"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mounttest.KernelMount(t, []string{filepath.Join(base, "lower")}, filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "mnt"))
+	s.Upper, s.Work = filepath.Join(base, "mnt", "upper"), filepath.Join(base, "mnt", "work")
+	for _, d := range []string{s.Upper, s.Work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := mountPassthrough(t, s)
+	p := filepath.Join(s.Mnt, "f")
+	for i := 0; i < 2; i++ {
+		mounttest.WriteFile(t, p, "written through the daemon")
+	}
+	got, err := os.ReadFile(filepath.Join(s.Upper, "f"))
+	if err != nil || string(got) != "written through the daemon" {
+		t.Fatalf("upper file: %q, %v", got, err)
+	}
+	if st := srv.FUSE.OpenStats(); st.Passthrough != 0 || st.Cached < 2 {
+		t.Errorf("opens %+v, want only cached ones", st)
+	}
+}

@@ -146,6 +146,11 @@ func TestParseArgs(t *testing.T) {
 			want: func(o *Options) { rw(o); o.Volatile = true },
 		},
 		{
+			name: "passthrough",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,passthrough", "/m"},
+			want: func(o *Options) { rw(o); o.Passthrough = true },
+		},
+		{
 			name: "fsync=1 after volatile",
 			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,volatile,fsync=1", "/m"},
 			want: rw,
