@@ -10,7 +10,9 @@
 //     change goes through this file system, so the kernel knows of each).
 //   - OPEN, OPENDIR, FLUSH and CREATE are answered with ENOSYS: the
 //     kernel then opens and closes files and directories on its own, and
-//     creates files with MKNOD. There are no file handles; data requests
+//     creates files with MKNOD. (With -o passthrough OPEN is answered, so
+//     that files in the upper layer can be handed to the kernel:
+//     passthrough.go.) There are no file handles; data requests
 //     name the node, and the engine serves them from the node's backing
 //     file. The kernel opens files with FOPEN_KEEP_CACHE and directories
 //     with FOPEN_CACHE_DIR: data and listings stay in the page cache of
