@@ -83,14 +83,19 @@ func (fs *FS) OpenStats() OpenStats {
 	}
 }
 
-func (t *openTable) get(id uint64) *nodeOpens {
+// get returns the node's entry, made if create, and counts a use of it;
+// nil if there is none and !create.
+func (t *openTable) get(id uint64, create bool) *nodeOpens {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.nodes == nil {
-		t.nodes = make(map[uint64]*nodeOpens)
-	}
 	o := t.nodes[id]
 	if o == nil {
+		if !create {
+			return nil
+		}
+		if t.nodes == nil {
+			t.nodes = make(map[uint64]*nodeOpens)
+		}
 		o = &nodeOpens{}
 		t.nodes[id] = o
 	}
@@ -139,15 +144,12 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 		return fuse.ENOENT
 	}
 	write := in.Flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	o := fs.opens.get(n.ID()) // the open's use, until its RELEASE
-	if err := fs.open(n, o, write, in.Uid, st, out); err != nil {
-		fs.opens.put(n.ID(), o)
-		return status(err)
-	}
+	o := fs.opens.get(n.ID(), true) // the open's use, until its RELEASE
+	fs.open(n, o, write, in.Uid, st, out)
 	return fuse.OK
 }
 
-func (fs *FS) open(n *overlay.Node, o *nodeOpens, write bool, caller uint32, st int32, out *fuse.OpenOut) error {
+func (fs *FS) open(n *overlay.Node, o *nodeOpens, write bool, caller uint32, st int32, out *fuse.OpenOut) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	setID := write && fs.setID(n, caller)
@@ -161,9 +163,7 @@ func (fs *FS) open(n *overlay.Node, o *nodeOpens, write bool, caller uint32, st 
 		o.mu.Lock()
 	}
 	if o.passthrough == 0 && o.cached == 0 && st == ptOn && !setID {
-		if err := fs.register(n, o, write); err != nil {
-			return err
-		}
+		fs.register(n, o, write)
 	} else if o.passthrough > 0 && write {
 		fs.ov.NoteWriter(n)
 	}
@@ -173,22 +173,24 @@ func (fs *FS) open(n *overlay.Node, o *nodeOpens, write bool, caller uint32, st 
 		out.Fh = fhPassthrough
 		out.BackingID = o.backingID
 		out.OpenFlags = fuse.FOPEN_PASSTHROUGH
-		return nil
+		return
 	}
 	o.cached++
 	fs.opens.cachedOpens.Add(1)
 	out.Fh = fhCached
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
-	return nil
 }
 
 // register gives the kernel the node's upper file, if it has one, as the
 // backing file of its passthrough opens. A kernel that refuses (a daemon
 // without CAP_SYS_ADMIN, an upper layer stacked too deep) refuses every
-// file alike: the mount then goes on with cached opens only.
-func (fs *FS) register(n *overlay.Node, o *nodeOpens, write bool) error {
+// file alike: the mount then goes on with cached opens only. A file the
+// engine cannot give (its data gone with its last name, say) gets a
+// cached open: its reads and writes then fail as they would without
+// passthrough.
+func (fs *FS) register(n *overlay.Node, o *nodeOpens, write bool) {
 	var regErr syscall.Errno
-	_, err := fs.ov.WithUpperFile(n, write, func(fd int) error {
+	fs.ov.WithUpperFile(n, write, func(fd int) error {
 		id, errno := fs.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
 		if errno != 0 {
 			regErr = errno
@@ -207,7 +209,6 @@ func (fs *FS) register(n *overlay.Node, o *nodeOpens, write bool) error {
 		}
 		fs.Logf("passthrough: the kernel refused the upper layer's files (%s); the daemon serves them", why)
 	}
-	return err
 }
 
 // setID reports whether writes to the node by a caller other than root
@@ -233,7 +234,10 @@ func (fs *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	if in.Fh != fhCached && in.Fh != fhPassthrough {
 		return
 	}
-	o := fs.opens.get(in.NodeId)
+	o := fs.opens.get(in.NodeId, false)
+	if o == nil {
+		return // not an open of ours
+	}
 	o.mu.Lock()
 	if in.Fh == fhCached && o.cached > 0 {
 		o.cached--
