@@ -11,7 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestMain(m *testing.M) { os.Exit(mounttest.RunTests(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(mapperEnv) != "" {
+		os.Exit(runMapper())
+	}
+	os.Exit(mounttest.RunTests(m))
+}
 
 // TestReadDirPlusAsksOnlyListingLayers lists a directory merged from two
 // lower layers through a mount: the first listing of a directory is a

@@ -1,10 +1,14 @@
 package fusefs_test
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +17,98 @@ import (
 	"github.com/stratafs/strata/internal/mounttest"
 	"golang.org/x/sys/unix"
 )
+
+// Mappings of files the test's own mount serves are made in a child
+// process: a page fault the in-process daemon must answer can stall the
+// Go runtime (a thread in the fault cannot be stopped for the garbage
+// collector, which the daemon's goroutines then wait for).
+const mapperEnv = "STRATA_TEST_MAPPER"
+
+// runMapper is the child: it maps the file named by STRATA_TEST_MAPPER
+// (STRATA_TEST_MAPLEN bytes, shared, read-only), says "ready", then
+// answers each offset read from stdin with the byte mapped there.
+func runMapper() int {
+	n, _ := strconv.Atoi(os.Getenv("STRATA_TEST_MAPLEN"))
+	fd, err := unix.Open(os.Getenv(mapperEnv), unix.O_RDONLY, 0)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	m, err := unix.Mmap(fd, 0, n, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	fmt.Println("ready")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		off, err := strconv.Atoi(sc.Text())
+		if err != nil || off < 0 || off >= n {
+			fmt.Println("?")
+			continue
+		}
+		fmt.Printf("%c\n", m[off])
+	}
+	return 0
+}
+
+// mapper is a child process holding an open, mapped file.
+type mapper struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func startMapper(t *testing.T, path string, n int) *mapper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mapperEnv+"="+path, "STRATA_TEST_MAPLEN="+strconv.Itoa(n))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m := &mapper{t: t, cmd: cmd, in: in, out: bufio.NewReader(outPipe)}
+	t.Cleanup(m.close)
+	if line, err := m.out.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("mapper: %q, %v", line, err)
+	}
+	return m
+}
+
+// at returns the byte mapped at off.
+func (m *mapper) at(off int) byte {
+	m.t.Helper()
+	fmt.Fprintln(m.in, off)
+	line, err := m.out.ReadString('\n')
+	if err != nil || len(line) != 2 {
+		m.t.Fatalf("mapper at %d: %q, %v", off, line, err)
+	}
+	return line[0]
+}
+
+// close ends the child, unmapping and closing the file.
+func (m *mapper) close() {
+	if m.cmd.ProcessState != nil {
+		return
+	}
+	m.in.Close()
+	done := make(chan struct{})
+	go func() { m.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		m.cmd.Process.Kill()
+		<-done
+	}
+}
 
 // mountPassthrough mounts the stack with -o passthrough.
 func mountPassthrough(t *testing.T, s *mounttest.Stack) *strata.Server {
@@ -69,20 +165,17 @@ func TestPassthroughUpperFile(t *testing.T) {
 		t.Fatalf("open of a new file: %+v, want one passthrough open (does the kernel offer FUSE passthrough?)", st)
 	}
 
-	r := openFd(t, p, unix.O_RDONLY)
-	m, err := unix.Mmap(r, 0, len(data), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
+	m := startMapper(t, p, len(data)) // a second open, mapped
+	if st := srv.FUSE.OpenStats(); st.Passthrough != 2 || st.Cached != 0 {
+		m.close()
+		unix.Close(w)
+		t.Fatalf("after a second open: %+v, want two passthrough opens", st)
 	}
 	pwrite(t, w, []byte("WRITTEN"), 4096)
-	if got := string(m[4096 : 4096+7]); got != "WRITTEN" {
+	if got := m.at(4096); got != 'W' {
 		t.Errorf("mapping of a second open shows %q after a write through the first", got)
 	}
-	if st := srv.FUSE.OpenStats(); st.Passthrough != 2 || st.Cached != 0 {
-		t.Errorf("after a second open: %+v, want two passthrough opens", st)
-	}
-	unix.Munmap(m)
-	unix.Close(r)
+	m.close()
 	if err := unix.Fsync(w); err != nil {
 		t.Errorf("fsync: %v", err)
 	}
@@ -123,29 +216,24 @@ func TestPassthroughWaitsForCachedOpens(t *testing.T) {
 	srv := mountPassthrough(t, s)
 	p := filepath.Join(s.Mnt, "f")
 
-	r := openFd(t, p, unix.O_RDONLY)
-	m, err := unix.Mmap(r, 0, 2*page, unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m[0] != 'a' {
-		t.Fatalf("mapping shows %q", m[0])
+	m := startMapper(t, p, 2*page) // opened and mapped while in the lower layer
+	if got := m.at(0); got != 'a' {
+		t.Fatalf("mapping shows %q", got)
 	}
 	w := openFd(t, p, unix.O_RDWR)
 	pwrite(t, w, []byte("B"), 0) // copies the file up
-	if m[0] != 'B' {
-		t.Errorf("mapping of the lower file shows %q after the copy-up's write, want B", m[0])
+	if got := m.at(0); got != 'B' {
+		t.Errorf("mapping of the lower file shows %q after the copy-up's write, want B", got)
 	}
 	w2 := openFd(t, p, unix.O_RDWR) // in the upper layer now, cached opens left
 	pwrite(t, w2, []byte("C"), int64(page))
-	if m[page] != 'C' {
-		t.Errorf("mapping shows %q after a write through an open made after the copy-up, want C", m[page])
+	if got := m.at(page); got != 'C' {
+		t.Errorf("mapping shows %q after a write through an open made after the copy-up, want C", got)
 	}
 	if st := srv.FUSE.OpenStats(); st.Passthrough != 0 || st.Cached != 3 {
 		t.Errorf("opens %+v, want three cached and no passthrough", st)
 	}
-	unix.Munmap(m)
-	unix.Close(r)
+	m.close()
 	unix.Close(w)
 	unix.Close(w2)
 	waitReleased(t, srv)
