@@ -101,6 +101,9 @@ func (fs *FS) backingAttr(n *Node) (st unix.Stat_t, ok bool, err error) {
 	if l != nil && l.override != "" {
 		applyOverride(l, realRef{fd: fd}, &st)
 	}
+	if f := n.fill.Load(); f != nil && st.Blocks < f.blocks {
+		st.Blocks = f.blocks // the copy is not all there yet
+	}
 	switch {
 	case pending:
 		st.Nlink = 1 // not linked yet, but it will have this one name

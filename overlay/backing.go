@@ -247,6 +247,12 @@ func (fs *FS) OpenFiles() int {
 // writing, after a copy-up if the node was not there yet. The caller
 // calls n.dataMu.RUnlock when done with the descriptor.
 func (fs *FS) acquire(n *Node, write bool) (*backing, error) {
+	return fs.acquireFor(n, write, -1)
+}
+
+// acquireFor is acquire with the copy-up limit a write asks for (copyUp):
+// with dataLazy, the node may be filling (fill.go) when it returns.
+func (fs *FS) acquireFor(n *Node, write bool, limit int64) (*backing, error) {
 	if n.kind != unix.S_IFREG {
 		if n.kind == unix.S_IFDIR {
 			return nil, unix.EISDIR
@@ -257,7 +263,7 @@ func (fs *FS) acquire(n *Node, write bool) (*backing, error) {
 		if fs.upper == nil {
 			return nil, unix.EROFS
 		}
-		if err := fs.copyUp(n, -1); err != nil {
+		if err := fs.copyUp(n, limit); err != nil {
 			return nil, err
 		}
 	}
@@ -367,6 +373,7 @@ func (fs *FS) closeAllFiles() {
 			unix.Close(n.metaFd)
 			n.dataPending.Store(false)
 		}
+		n.endFill()
 		n.dataMu.Unlock()
 	}
 	// Files of nodes no longer in the table (kept open by a Handle).

@@ -14,8 +14,9 @@ const metaOnly = int64(-2)
 
 // copyUp makes n exist in the upper layer, with its parents first. For a
 // regular file, limit >= 0 copies only the first limit bytes of data (the
-// caller is about to truncate there); limit -1 copies it all, and
-// metaOnly may leave the data for later.
+// caller is about to truncate there); limit -1 copies it all, metaOnly
+// may leave the data for later, and dataLazy (a write) may leave the
+// data of a large file to a fill (fill.go).
 //
 // The new upper object is built in the work directory (an O_TMPFILE for
 // regular files) with its data, owner, mode, xattrs and times, and only
@@ -31,8 +32,23 @@ func (fs *FS) copyUp(n *Node, limit int64) error {
 	done, parent := n.upper, n.parent
 	fs.treeMu.RUnlock()
 	if done {
-		if limit != metaOnly && n.dataPending.Load() {
-			return fs.fillData(n) // the data is wanted now
+		switch {
+		case limit == metaOnly:
+		case limit == dataLazy:
+			if n.dataPending.Load() && n.kind == unix.S_IFREG {
+				// A write: a large file's data may follow, the chunks it
+				// touches first; a small one's is copied now.
+				n.copyMu.Lock()
+				defer n.copyMu.Unlock()
+				if err := fs.startFillLocked(n, -1); err != nil {
+					return err
+				}
+				if f := n.fill.Load(); f != nil && f.size < lazyFillMin {
+					return fs.finishFill(n, true)
+				}
+			}
+		case n.dataPending.Load() || n.filling():
+			return fs.fillData(n) // all the data is wanted now
 		}
 		return nil
 	}
@@ -104,7 +120,11 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	if err != nil {
 		return false, err
 	}
-	defer unix.Close(sfd)
+	defer func() {
+		if sfd >= 0 {
+			unix.Close(sfd)
+		}
+	}()
 	var sst unix.Stat_t
 	if err := unix.Fstat(sfd, &sst); err != nil {
 		return false, err
@@ -131,11 +151,19 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	}
 	// A metadata change to a file with data does not wait for the data:
 	// the copy gets its size (sparse), the rest of what the object shows,
-	// and the lower file keeps serving reads until the data follows.
+	// and the lower file keeps serving reads until the data follows. Nor
+	// does a write to a large file, unless the filesystem clones it at
+	// once: the copy fills in around it (fill.go).
 	deferData := limit == metaOnly && size > 0 && fs.cfg.AsyncCopyUp
-	if deferData {
+	lazy := limit == dataLazy && size >= lazyFillMin && fs.cfg.AsyncCopyUp
+	cloned := lazy && fs.clone(sfd, tfd, size)
+	switch {
+	case cloned:
+		lazy = false
+	case lazy || deferData:
+		deferData = true
 		err = unix.Ftruncate(tfd, size)
-	} else {
+	default:
 		err = fs.copyData(sfd, tfd, size)
 	}
 	if err != nil {
@@ -154,6 +182,11 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	ok = true
 	if pending {
 		fs.addPending(n)
+	}
+	if lazy {
+		src := sfd
+		sfd = -1 // the fill's now
+		return relink, fs.startFillLocked(n, src)
 	}
 	return relink, nil
 }
@@ -215,61 +248,25 @@ func (fs *FS) installCopy(n *Node, tfd int, tmpPath string, deferData bool) (pen
 	return pending, nil
 }
 
-// fillData gives a copy-up whose data was left for later (metaOnly) its
-// data, and makes it the node's backing file.
+// fillData gives a copy-up whose data was left for later (metaOnly, or a
+// fill) all its data, and makes it the node's backing file (fill.go).
+// It takes n.copyMu for one chunk at a time.
 func (fs *FS) fillData(n *Node) error {
 	n.copyMu.Lock()
-	defer n.copyMu.Unlock()
-	return fs.fillDataLocked(n)
-}
-
-// fillDataLocked is fillData with n.copyMu held.
-func (fs *FS) fillDataLocked(n *Node) error {
-	if !n.dataPending.Load() {
-		return nil
-	}
-	fs.treeMu.RLock()
-	src, rel := fs.layers[n.dataLayer], n.rel()
-	fs.treeMu.RUnlock()
-	sfd, err := src.open(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_LARGEFILE|unix.O_NOATIME, 0)
-	if err == unix.EPERM {
-		sfd, err = src.open(rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_LARGEFILE, 0)
-	}
+	err := fs.startFillLocked(n, -1)
+	n.copyMu.Unlock()
 	if err != nil {
 		return err
 	}
-	defer unix.Close(sfd)
-	// Metadata changes of the copy hold copyMu too (lockMeta): its times
-	// and capability, as they are now, go back after the data, whose
-	// writing stamps mtime and drops security.capability. Readers go on
-	// reading the lower file meanwhile.
-	n.dataMu.RLock()
-	tfd := n.metaFd
-	n.dataMu.RUnlock()
-	var st unix.Stat_t
-	if err := unix.Fstat(tfd, &st); err != nil {
+	return fs.finishFill(n, false)
+}
+
+// fillDataLocked is fillData with n.copyMu held throughout.
+func (fs *FS) fillDataLocked(n *Node) error {
+	if err := fs.startFillLocked(n, -1); err != nil {
 		return err
 	}
-	caps, _ := realRef{fd: tfd}.getXattr(xattrCaps)
-	if err := fs.copyData(sfd, tfd, st.Size); err != nil {
-		return err
-	}
-	ts := [2]unix.Timespec{st.Atim, st.Mtim}
-	if err := futimens(tfd, &ts); err != nil {
-		return err
-	}
-	if caps != nil {
-		if err := unix.Fsetxattr(tfd, xattrCaps, caps, 0); err != nil {
-			return err
-		}
-	}
-	n.dataMu.Lock()
-	defer n.dataMu.Unlock()
-	b := fs.setBackingLocked(n, tfd, true, true)
-	fs.setKeep(b, n.anon || n.pending.Load())
-	n.metaFd = -1
-	n.dataPending.Store(false)
-	return nil
+	return fs.finishFill(n, true)
 }
 
 // xattrCaps holds a file's capabilities; writing data drops it.
@@ -534,41 +531,56 @@ func (fs *FS) copyData(sfd, tfd int, size int64) error {
 		}
 		return nil
 	}
-	if !fs.noClone.Load() {
-		err := unix.IoctlFileClone(tfd, sfd)
-		if err == nil {
-			return unix.Ftruncate(tfd, size)
-		}
-		if err == unix.EOPNOTSUPP || err == unix.ENOTTY || err == unix.EXDEV || err == unix.EINVAL {
-			fs.noClone.Store(true) // not on this filesystem: do not ask again
-		}
+	if fs.clone(sfd, tfd, size) {
+		return nil
 	}
-	off := int64(0)
-	for off < size {
+	if err := copyExtents(sfd, tfd, 0, size); err != nil {
+		return err
+	}
+	return unix.Ftruncate(tfd, size)
+}
+
+// clone makes tfd share sfd's extents and cuts it to size, where the
+// filesystem can, and reports whether it did.
+func (fs *FS) clone(sfd, tfd int, size int64) bool {
+	if fs.noClone.Load() {
+		return false
+	}
+	err := unix.IoctlFileClone(tfd, sfd)
+	if err == nil {
+		return unix.Ftruncate(tfd, size) == nil
+	}
+	if err == unix.EOPNOTSUPP || err == unix.ENOTTY || err == unix.EXDEV || err == unix.EINVAL {
+		fs.noClone.Store(true) // not on this filesystem: do not ask again
+	}
+	return false
+}
+
+// copyExtents copies the data extents of sfd in [off, end) to the same
+// offsets of tfd, leaving its holes unwritten.
+func copyExtents(sfd, tfd int, off, end int64) error {
+	for off < end {
 		data, err := unix.Seek(sfd, off, unix.SEEK_DATA)
 		if err == unix.ENXIO {
-			break // only a hole is left
+			return nil // only a hole is left
 		}
 		if err != nil {
 			// No SEEK_DATA: copy everything as data.
-			if err := copyRange(sfd, tfd, off, size-off); err != nil {
-				return err
-			}
-			break
+			return copyRange(sfd, tfd, off, end-off)
 		}
-		if data >= size {
-			break
+		if data >= end {
+			return nil
 		}
 		hole, err := unix.Seek(sfd, data, unix.SEEK_HOLE)
-		if err != nil || hole > size {
-			hole = size
+		if err != nil || hole > end {
+			hole = end
 		}
 		if err := copyRange(sfd, tfd, data, hole-data); err != nil {
 			return err
 		}
 		off = hole
 	}
-	return unix.Ftruncate(tfd, size)
+	return nil
 }
 
 // copyRange copies [off, off+n) from sfd to the same offsets of tfd.
@@ -644,10 +656,11 @@ func removeTemp(path string) {
 }
 
 // lockMeta holds n.copyMu while a metadata change goes to a copy whose
-// data is still to come (fillData puts its times back after the data).
+// data is still to come (the fill puts its time and capability back
+// after each chunk it copies, holding n.copyMu).
 // It returns the unlock.
 func (fs *FS) lockMeta(n *Node) func() {
-	if !n.dataPending.Load() {
+	if !n.dataPending.Load() && !n.filling() {
 		return func() {}
 	}
 	n.copyMu.Lock()

@@ -50,10 +50,14 @@
 //     only read the namespace (lookup, getattr, readdir, open) hold it
 //     shared for their syscalls; operations that change it (create,
 //     remove, rename, the last step of a copy-up) hold it exclusively.
-//     The long part of a copy-up (copying data) holds neither lock.
+//     The long part of a copy-up (copying data) holds neither lock; a
+//     fill's background copy holds copyMu for one chunk at a time.
 //  3. Node.dataMu   the node's backing file: I/O holds it shared, copy-up
 //     and opening or closing the file hold it exclusively. The file
 //     cache, closing files of other nodes, only tries it (TryLock).
+//     A filling node (fill.go) has one more lock under it, its
+//     fillState.mu: chunks are read and written holding it shared and
+//     copied holding it exclusively.
 //  4. FS.tableMu    the node table: IDs, kernel reference counts, the
 //     children maps, hard-link aliases and the hard-link index. A node's
 //     parent, name and deleted flag are written only with both treeMu

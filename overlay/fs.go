@@ -77,6 +77,7 @@ type FS struct {
 
 	tmpSeq        atomic.Uint64
 	copyUps       atomic.Uint64
+	lazyFills     atomic.Uint64 // copy-ups whose data followed a chunk at a time
 	linkFailures  atomic.Uint64
 	probesSkipped atomic.Uint64 // lower-layer lookups a listing answered
 	batchSyncs    atomic.Uint64 // syncfs calls of the linker
@@ -109,6 +110,9 @@ type Hooks struct {
 	// LinkerBatch runs in the background linker (AsyncCopyUp) before it
 	// takes a batch of pending copy-ups.
 	LinkerBatch func()
+	// FillChunk runs before the background copies a chunk of a filling
+	// node (fill.go), holding no lock.
+	FillChunk func(n *Node)
 	// AttrAfterFstat runs when Getattr has read a backing file's
 	// attributes, before it adjusts them.
 	AttrAfterFstat func(n *Node)

@@ -38,7 +38,7 @@ func (fs *FS) Open(n *Node, flags int) (*Handle, error) {
 		if fs.upper == nil {
 			return nil, unix.EROFS
 		}
-		limit := int64(-1)
+		limit := dataLazy // the writes go through WriteAt
 		if flags&unix.O_TRUNC != 0 {
 			limit = 0
 		}
@@ -51,8 +51,12 @@ func (fs *FS) Open(n *Node, flags int) (*Handle, error) {
 	}
 	// Pin the node's backing file, opening it if need be (the cache may
 	// close it between the open and the pin: then again).
+	limit := dataLazy
+	if flags&unix.O_TRUNC != 0 {
+		limit = -1
+	}
 	for {
-		if _, err := fs.acquire(n, write); err != nil {
+		if _, err := fs.acquireFor(n, write, limit); err != nil {
 			return nil, err
 		}
 		n.dataMu.RUnlock()

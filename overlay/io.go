@@ -16,13 +16,16 @@ func (fs *FS) ReadAt(n *Node, dest []byte, off int64) (int, error) {
 		return 0, err
 	}
 	defer n.dataMu.RUnlock()
+	if f := n.fill.Load(); f != nil {
+		return f.readAt(b.fd, dest, off)
+	}
 	return preadFull(b.fd, dest, off)
 }
 
 // WriteAt writes data at off, copying the node up first if it is not in
-// the upper layer yet.
+// the upper layer yet (a large file's data may follow: fill.go).
 func (fs *FS) WriteAt(n *Node, data []byte, off int64) (int, error) {
-	b, err := fs.acquire(n, true)
+	b, err := fs.acquireFor(n, true, dataLazy)
 	if err != nil {
 		return 0, err
 	}
@@ -30,7 +33,17 @@ func (fs *FS) WriteAt(n *Node, data []byte, off int64) (int, error) {
 	if !n.written.Load() {
 		n.written.Store(true)
 	}
-	return pwriteFull(b.fd, data, off)
+	f := n.fill.Load()
+	if f == nil {
+		return pwriteFull(b.fd, data, off)
+	}
+	unlock, err := f.lockForWrite(b.fd, off, int64(len(data)))
+	if err != nil {
+		return 0, err
+	}
+	w, err := pwriteFull(b.fd, data, off)
+	unlock(err == nil)
+	return w, err
 }
 
 // Sync flushes the node's data to disk (only data and size with
@@ -78,6 +91,12 @@ func (fs *FS) Allocate(n *Node, mode uint32, off, length int64) error {
 // Seek answers SEEK_DATA and SEEK_HOLE (and the others) on the node's
 // data.
 func (fs *FS) Seek(n *Node, off int64, whence int) (int64, error) {
+	if n.filling() {
+		// The copy's holes are not all the file's yet.
+		if err := fs.fillData(n); err != nil {
+			return 0, err
+		}
+	}
 	b, err := fs.acquire(n, false)
 	if err != nil {
 		return 0, err

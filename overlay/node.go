@@ -39,6 +39,9 @@ type Node struct {
 	dataPending atomic.Bool
 	dataLayer   int
 	metaFd      int
+	// A copy whose data is arriving chunk by chunk (fill.go): set and
+	// cleared with dataMu held exclusively, read with it held.
+	fill atomic.Pointer[fillState]
 	// Written through this mount at least once (WriteAt): see Written.
 	written atomic.Bool
 
@@ -259,6 +262,9 @@ func (fs *FS) dropData(n *Node) {
 	if n.dataPending.Load() && !n.pending.Load() {
 		unix.Close(n.metaFd) // an unlinked copy whose data never came
 		n.dataPending.Store(false)
+	}
+	if n.backing == nil {
+		n.endFill() // an unlinked copy not all of whose data came
 	}
 	n.dataMu.Unlock()
 	if grave != "" {

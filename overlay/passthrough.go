@@ -9,7 +9,7 @@ import "golang.org/x/sys/unix"
 // only for a file whose data is in the upper layer already. A lower file
 // is replaced by its copy at copy-up, and the kernel would keep reading
 // the old one; a metadata copy-up's file has no data until the background
-// copy is done (dataPending).
+// copy is done (dataPending), and a filling one's not all (fill.go).
 
 // WithUpperFile runs f with a descriptor of the node's data file in the
 // upper layer, held open until f returns, and reports true. It reports
@@ -17,7 +17,7 @@ import "golang.org/x/sys/unix"
 // is in the upper layer. With write, the node counts as written (Written)
 // from then on: the kernel will write to it without telling the engine.
 func (fs *FS) WithUpperFile(n *Node, write bool, f func(fd int) error) (bool, error) {
-	if n.kind != unix.S_IFREG || fs.upper == nil || n.dataPending.Load() {
+	if n.kind != unix.S_IFREG || fs.upper == nil || n.dataPending.Load() || n.filling() {
 		return false, nil
 	}
 	fs.treeMu.RLock()
@@ -33,7 +33,7 @@ func (fs *FS) WithUpperFile(n *Node, write bool, f func(fd int) error) (bool, er
 	defer n.dataMu.RUnlock()
 	// The backing file, not the flag above, decides: it is what the
 	// kernel gets, and it cannot change while dataMu is held.
-	if !b.upper || n.dataPending.Load() {
+	if !b.upper || n.dataPending.Load() || n.filling() {
 		return false, nil
 	}
 	if write && !n.written.Load() {

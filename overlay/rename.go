@@ -289,5 +289,5 @@ func (fs *FS) movable(n *Node) error {
 	if lowerDir {
 		return unix.EXDEV
 	}
-	return fs.copyUp(n, -1)
+	return fs.copyUp(n, dataLazy) // a name change: the data may follow
 }

@@ -136,7 +136,7 @@ func (fs *FS) settleBatch() bool {
 		}()
 	}
 	for _, n := range batch {
-		if n.dataPending.Load() {
+		if n.dataPending.Load() || n.filling() {
 			work <- n
 		}
 	}
@@ -185,7 +185,7 @@ func (fs *FS) settle(n *Node, sync bool) error {
 	if !n.pending.Load() {
 		return nil
 	}
-	if n.dataPending.Load() {
+	if n.dataPending.Load() || n.filling() {
 		if err := fs.fillDataLocked(n); err != nil {
 			return err
 		}

@@ -21,8 +21,8 @@ func (s *stack) mountAsync() (fs *overlay.FS, release func()) {
 	gate := make(chan struct{})
 	var once sync.Once
 	release = func() { once.Do(func() { close(gate) }) }
-	s.t.Cleanup(release) // before the engine's Close, which settles
 	fs = mountCfg(s.t, cfg)
+	s.t.Cleanup(release) // before the engine's Close (cleanups run last first), which settles
 	fs.Hooks.LinkerBatch = func() { <-gate }
 	return fs, release
 }
