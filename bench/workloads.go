@@ -131,16 +131,7 @@ func Scenarios(withBuild, withMany bool) []Scenario {
 				return forEachFile(e, true, func(p string, f TreeFile) error { return syscall.Unlink(p) })
 			}}}},
 		{Name: "copy-up",
-			Setup: func(e *Env) error {
-				f, err := os.Open(e.path(bigName))
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				e.byte0 = make([]byte, 1)
-				_, err = io.ReadFull(f, e.byte0)
-				return err
-			},
+			Setup: copyUpSetup,
 			Steps: []Step{{Name: "copy-up", Cold: true,
 				Desc: "open O_RDWR + 1-byte write of the big lower file (full data copy-up), until the write returns; plain: cp --reflink=auto of the big file",
 				Run: func(e *Env) (time.Duration, StepResult, error) {
@@ -151,7 +142,23 @@ func Scenarios(withBuild, withMany bool) []Scenario {
 							return StepResult{Files: 1}, runQuiet("", nil, "cp", "--reflink=auto", e.path(bigName), e.path(bigName+".copy"))
 						})
 					}
-					return copyUp(e.path(bigName), e.byte0)
+					return copyUp(e.path(bigName), e.byte0, false)
+				}}}},
+		{Name: "copy-up-fsync",
+			Setup: copyUpSetup,
+			Steps: []Step{{Name: "copy-up-fsync", Cold: true,
+				Desc: "open O_RDWR + 1-byte write of the big lower file + fsync, until the fsync returns (the whole copy durable); plain: cp --reflink=auto of the big file + fsync of the copy",
+				Run: func(e *Env) (time.Duration, StepResult, error) {
+					if e.Plain {
+						return timed(func() (StepResult, error) {
+							dst := e.path(bigName + ".copy")
+							if err := runQuiet("", nil, "cp", "--reflink=auto", e.path(bigName), dst); err != nil {
+								return StepResult{}, err
+							}
+							return StepResult{Files: 1}, fsyncPath(dst)
+						})
+					}
+					return copyUp(e.path(bigName), e.byte0, true)
 				}}}},
 	}
 	if withBuild {
@@ -362,7 +369,33 @@ func forEachFile(e *Env, withSymlinks bool, op func(p string, f TreeFile) error)
 // copyUp opens the big lower file for writing and writes one byte (its own
 // first byte, so the plain directory's copy stays the same); the timing
 // stops when the write returns.
-func copyUp(p string, b []byte) (time.Duration, StepResult, error) {
+// copyUpSetup reads the big file's first byte, which the copy-up writes
+// back.
+func copyUpSetup(e *Env) error {
+	f, err := os.Open(e.path(bigName))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	e.byte0 = make([]byte, 1)
+	_, err = io.ReadFull(f, e.byte0)
+	return err
+}
+
+// fsyncPath makes a file durable.
+func fsyncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// copyUp times the copy-up of the file at p by a write of its first
+// byte, b, until the write returns, or with sync until an fsync after it
+// does.
+func copyUp(p string, b []byte, sync bool) (time.Duration, StepResult, error) {
 	if len(b) != 1 {
 		return 0, StepResult{}, errors.New("copy-up setup did not run")
 	}
@@ -372,6 +405,9 @@ func copyUp(p string, b []byte) (time.Duration, StepResult, error) {
 		return 0, StepResult{}, err
 	}
 	_, err = syscall.Pwrite(fd, b, 0)
+	if err == nil && sync {
+		err = syscall.Fsync(fd)
+	}
 	d := time.Since(t0)
 	if cerr := syscall.Close(fd); err == nil {
 		err = cerr
