@@ -9,6 +9,7 @@
 package crash
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -395,6 +396,108 @@ func TestRandomKillDuringBigCopyUp(t *testing.T) {
 		}
 	}
 	t.Logf("kills after: %s", strings.Join(outcomes, ", "))
+}
+
+// TestRandomKillDuringBigWriteCopyUp kills the daemon at random moments
+// after a write into a 256 MiB lower file: the write returns once the
+// chunk it touches is copied, and the rest of the copy follows in the
+// background. Whenever the kill comes, the upper layer holds no copy or
+// the whole file with the write in it, never a part of it.
+func TestRandomKillDuringBigWriteCopyUp(t *testing.T) {
+	mounttest.Require(t)
+	s := newStack(t, 1)
+	l0 := s.Lowers[0]
+	writeRandom(t, filepath.Join(l0, "big"), bigSize, 3)
+	setMeta(t, filepath.Join(l0, "big"), 1000, 1000, 0644, "big", past)
+	const mark = "WRITTEN-BEFORE-THE-KILL"
+	markOff := int64(bigSize/2 + 12345)
+	data, err := os.ReadFile(filepath.Join(l0, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(data[markOff:], mark)
+	sum := sha256.Sum256(data)
+	wantSum := fmt.Sprintf("%x", sum)
+	data = nil
+
+	// How long the whole copy takes, from the disk: the write, then an
+	// fsync, which waits for the rest of the copy.
+	pid := mountDaemon(t, s)
+	dropCaches(t)
+	start := time.Now()
+	if out, err := runHelper(t, 60*time.Second, "write-copy-up", filepath.Join(s.Mnt, "big"), strconv.FormatInt(markOff, 10), mark); err != nil {
+		t.Fatalf("write: %v %s", err, out)
+	}
+	wrote := time.Since(start)
+	if out, err := runHelper(t, 60*time.Second, "fsync", filepath.Join(s.Mnt, "big")); err != nil {
+		t.Fatalf("fsync: %v %s", err, out)
+	}
+	took := time.Since(start)
+	t.Logf("the write returned after %v, the copy was durable after %v", wrote, took)
+	if got := statObj(filepath.Join(s.Upper, "big")); got.sum != wantSum || got.size != bigSize {
+		t.Fatalf("upper big after fsync: %v, want the lower file with the write", got)
+	}
+	if err := unix.Unmount(s.Mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(pid, 10*time.Second)
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	n := iterations(6)
+	var outcomes []string
+	for i := 0; i < n; i++ {
+		resetUpper(t, s)
+		pid := mountDaemon(t, s)
+		dropCaches(t) // the background copy reads from the disk: kills land in it
+		delay := time.Duration(rng.Int64N(int64(took)))
+		w := startHelper(t, "write-copy-up", filepath.Join(s.Mnt, "big"), strconv.FormatInt(markOff, 10), mark)
+		time.Sleep(delay)
+		crash(t, pid)
+		if _, done := w.wait(20 * time.Second); !done {
+			t.Fatalf("writer still blocked 20 s after the daemon died: a hang")
+		}
+		expectDead(t, s.Mnt)
+		unmountDead(t, s.Mnt, "umount")
+
+		outcome := "absent"
+		if up := statObj(filepath.Join(s.Upper, "big")); up.err == "" {
+			outcome = "complete"
+			if up.sum != wantSum || up.size != bigSize || up.uid != 1000 || up.perm != 0644 {
+				t.Errorf("iteration %d: partial copy-up of big in the upper layer: %v", i, up)
+				outcome = "PARTIAL"
+			}
+		} else if !strings.Contains(up.err, "ENOENT") {
+			t.Errorf("iteration %d: upper big: %s", i, up.err)
+		}
+		outcomes = append(outcomes, fmt.Sprintf("%v: %s", delay.Round(time.Millisecond), outcome))
+
+		pid = mountDaemon(t, s)
+		checkWorkClean(t, s.Work)
+		if i == n-1 || outcome == "absent" {
+			got := statObj(filepath.Join(s.Mnt, "big"))
+			if outcome == "absent" && got.sum == wantSum || outcome == "complete" && got.sum != wantSum {
+				t.Errorf("big through the mount after the remount: %v, upper layer %s", got, outcome)
+			}
+		}
+		if err := unix.Unmount(s.Mnt, 0); err != nil {
+			t.Fatal(err)
+		}
+		waitDead(pid, 10*time.Second)
+		if t.Failed() {
+			break
+		}
+	}
+	t.Logf("kills after: %s", strings.Join(outcomes, ", "))
+}
+
+// dropCaches writes back and drops the page cache, so that reads come
+// from the disk.
+func dropCaches(t *testing.T) {
+	t.Helper()
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		t.Fatalf("drop caches: %v", err)
+	}
 }
 
 // makeDeepTree fills root with a chain of depth directories, each with

@@ -59,6 +59,22 @@ func helperMain(args []string) error {
 		return nil
 	case "copy-up": // PATH: a change that changes nothing (chown to its own owner) copies it up
 		return chownSelf(path)
+	case "fsync": // PATH
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Sync()
+	case "write-copy-up": // PATH OFFSET TEXT: a write that copies a file up (no fsync)
+		if len(args) != 4 {
+			return errors.New("usage: write-copy-up PATH OFFSET TEXT")
+		}
+		off, err := strconv.ParseInt(args[2], 10, 64)
+		if err != nil {
+			return err
+		}
+		return writeAt(path, off, args[3])
 	case "copyup-tree": // ROOT: copies up every object, top-down
 		return copyUpTree(path)
 	case "creator": // DIR TAG: creates files and directories until an error
@@ -115,6 +131,19 @@ func chownSelf(path string) error {
 	}
 	if err := unix.Lchown(path, int(st.Uid), int(st.Gid)); err != nil {
 		return fmt.Errorf("chown %s: %s", path, errName(err))
+	}
+	return nil
+}
+
+// writeAt writes text at off in the existing file path.
+func writeAt(path string, off int64, text string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %s", path, errName(err))
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Pwrite(fd, []byte(text), off); err != nil {
+		return fmt.Errorf("write %s: %s", path, errName(err))
 	}
 	return nil
 }
