@@ -71,7 +71,7 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 	ov.Logf = func(format string, args ...any) { log.Printf("strata: "+format, args...) }
 	syscall.Umask(0) // modes from the kernel already have the caller's umask applied
 	raw := fusefs.New(ov, CacheTimeout)
-	raw.Passthrough = o.Passthrough && !o.ReadOnly
+	raw.Passthrough = o.Passthrough
 	raw.Logf = ov.Logf
 	srv, err := fuse.NewServer(raw, o.Mountpoint, fuseOptions(o))
 	if err != nil {
@@ -185,9 +185,10 @@ func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
 		EnableSymlinkCaching:     true, // a symlink's target never changes
 		ExplicitDataCacheControl: true, // the daemon knows when data changes
 	}
-	if o.Passthrough && !o.ReadOnly {
-		// Upper-layer files only (fusefs/passthrough.go); the FUSE mount
-		// can still be a layer of a kernel overlay (stack depth 1).
+	if o.Passthrough {
+		// Upper-layer files, or every file of a read-only mount
+		// (fusefs/passthrough.go); the FUSE mount can still be a layer of
+		// a kernel overlay (stack depth 1).
 		mo.MaxStackDepth = 1
 	} else {
 		mo.DisabledCapabilities = fuse.CAP_PASSTHROUGH

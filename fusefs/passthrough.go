@@ -25,6 +25,8 @@ import (
 //
 //   - A file whose data is still in a lower layer gets a cached open: its
 //     copy-up must re-target every reader, which only the daemon can do.
+//     On a read-only mount nothing is copied up, and every file gets a
+//     passthrough open.
 //   - A file in the upper layer gets a passthrough open, unless cached
 //     opens of it are left from before its copy-up; then it gets a cached
 //     one too, until they are all released.
@@ -181,16 +183,17 @@ func (fs *FS) open(n *overlay.Node, o *nodeOpens, write bool, caller uint32, st 
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
 }
 
-// register gives the kernel the node's upper file, if it has one, as the
-// backing file of its passthrough opens. A kernel that refuses (a daemon
-// without CAP_SYS_ADMIN, an upper layer stacked too deep) refuses every
+// register gives the kernel the node's real file, if it may have it
+// (overlay.FS.WithDataFile), as the backing file of its passthrough opens.
+// A kernel that refuses (a daemon without CAP_SYS_ADMIN, layers stacked
+// too deep) refuses every
 // file alike: the mount then goes on with cached opens only. A file the
 // engine cannot give (its data gone with its last name, say) gets a
 // cached open: its reads and writes then fail as they would without
 // passthrough.
 func (fs *FS) register(n *overlay.Node, o *nodeOpens, write bool) {
 	var regErr syscall.Errno
-	fs.ov.WithUpperFile(n, write, func(fd int) error {
+	fs.ov.WithDataFile(n, write, func(fd int) error {
 		id, errno := fs.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
 		if errno != 0 {
 			regErr = errno
@@ -203,11 +206,11 @@ func (fs *FS) register(n *overlay.Node, o *nodeOpens, write bool) {
 		why := regErr.Error()
 		switch regErr {
 		case syscall.ELOOP:
-			why = "the upper layer is on a stacked file system, such as an overlay"
+			why = "the layers are on a stacked file system, such as an overlay"
 		case syscall.EPERM:
 			why = "the daemon lacks CAP_SYS_ADMIN"
 		}
-		fs.Logf("passthrough: the kernel refused the upper layer's files (%s); the daemon serves them", why)
+		fs.Logf("passthrough: the kernel refused the layers' files (%s); the daemon serves them", why)
 	}
 }
 

@@ -328,3 +328,41 @@ func TestPassthroughFallsBack(t *testing.T) {
 		t.Errorf("opens %+v, want only cached ones", st)
 	}
 }
+
+// TestPassthroughReadOnly: on a read-only mount nothing is ever copied
+// up, so every file's open is a passthrough one on its lower file, and
+// reads and mappings see the lower data.
+func TestPassthroughReadOnly(t *testing.T) {
+	s := mounttest.NewStack(t, 2)
+	data := bytes.Repeat([]byte("lower layer data"), 1<<20/16)
+	if err := os.WriteFile(filepath.Join(s.Lowers[1], "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := s.Options()
+	o.Upper, o.Work = "", ""
+	o.ReadOnly = true
+	o.Passthrough = true
+	o.AllowOther = true
+	srv := mounttest.MountOptions(t, o)
+	p := filepath.Join(s.Mnt, "f")
+
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, not the lower file's %d", len(got), len(data))
+	}
+	if st := srv.FUSE.OpenStats(); st.Passthrough != 1 || st.Cached != 0 {
+		t.Fatalf("open of a file of a read-only mount: %+v, want one passthrough open", st)
+	}
+	m := startMapper(t, p, len(data))
+	if got := m.at(len(data) - 1); got != data[len(data)-1] {
+		t.Errorf("mapping shows %q at the end, want %q", got, data[len(data)-1])
+	}
+	m.close()
+	if _, err := unix.Open(p, unix.O_WRONLY, 0); err != unix.EROFS {
+		t.Errorf("open for writing: %v, want EROFS", err)
+	}
+	waitReleased(t, srv)
+}

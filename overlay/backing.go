@@ -17,7 +17,7 @@ import (
 // The mount answers the kernel's OPEN with ENOSYS, so the kernel opens
 // and closes files without telling the daemon (no round trip per open;
 // with passthrough, opens are told, but only to hand the kernel upper
-// files: WithUpperFile).
+// files: WithDataFile).
 // Backing files are therefore opened on first use and kept in a small
 // cache: at most Config.MaxOpenFiles stay open (while none is in use),
 // and those unused for two sweeps are closed. A backing file can be

@@ -6,19 +6,30 @@ import "golang.org/x/sys/unix"
 // fusefs). The kernel then reads and writes the real file itself, without
 // the daemon, for as long as the files it opened that way stay open: the
 // file it was given must be the node's data for all that time. That holds
-// only for a file whose data is in the upper layer already. A lower file
-// is replaced by its copy at copy-up, and the kernel would keep reading
-// the old one; a metadata copy-up's file has no data until the background
-// copy is done (dataPending), and a filling one's not all (fill.go).
+// for a file whose data is in the upper layer already, and for every file
+// of a read-only overlay, where nothing is ever copied up. A lower file of
+// a writable overlay is replaced by its copy at copy-up, and the kernel
+// would keep reading the old one; a copy whose data is still to come
+// (dataPending, or filling: fill.go) has holes where the data will be.
 
-// WithUpperFile runs f with a descriptor of the node's data file in the
-// upper layer, held open until f returns, and reports true. It reports
-// false without calling f when the node is not a regular file whose data
-// is in the upper layer. With write, the node counts as written (Written)
-// from then on: the kernel will write to it without telling the engine.
-func (fs *FS) WithUpperFile(n *Node, write bool, f func(fd int) error) (bool, error) {
-	if n.kind != unix.S_IFREG || fs.upper == nil || n.dataPending.Load() || n.filling() {
+// WithDataFile runs f with a descriptor of the node's real data file,
+// held open until f returns, and reports true, if that file stays the
+// node's data (above). It reports false without calling f otherwise, and
+// for anything but a regular file. With write, the node counts as
+// written (Written) from then on: the kernel will write to it without
+// telling the engine.
+func (fs *FS) WithDataFile(n *Node, write bool, f func(fd int) error) (bool, error) {
+	if n.kind != unix.S_IFREG || n.dataPending.Load() || n.filling() {
 		return false, nil
+	}
+	if fs.upper == nil {
+		// Read-only: every file is final, and never written.
+		b, err := fs.acquire(n, false)
+		if err != nil {
+			return false, err
+		}
+		defer n.dataMu.RUnlock()
+		return true, f(b.fd)
 	}
 	fs.treeMu.RLock()
 	upper := n.upper

@@ -7,10 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestWithUpperFile: only a file whose data is in the upper layer is
+// TestWithDataFile: only a file whose data is in the upper layer is
 // handed out, and what is handed out is that file: writes through the
 // descriptor are the node's data, and the node counts as written.
-func TestWithUpperFile(t *testing.T) {
+func TestWithDataFile(t *testing.T) {
 	s := newStack(t, 1)
 	build(t, s.lower(0), "d/f=lower data", "d/g=other")
 	fs := s.mount()
@@ -19,10 +19,10 @@ func TestWithUpperFile(t *testing.T) {
 
 	called := false
 	mark := func(int) error { called = true; return nil }
-	if ok, err := fs.WithUpperFile(f, true, mark); ok || err != nil || called {
+	if ok, err := fs.WithDataFile(f, true, mark); ok || err != nil || called {
 		t.Fatalf("lower file: %v, %v, called %v; want not handed out", ok, err, called)
 	}
-	if ok, err := fs.WithUpperFile(d, false, mark); ok || err != nil || called {
+	if ok, err := fs.WithDataFile(d, false, mark); ok || err != nil || called {
 		t.Fatalf("directory: %v, %v, called %v; want not handed out", ok, err, called)
 	}
 
@@ -33,7 +33,7 @@ func TestWithUpperFile(t *testing.T) {
 	if err := unix.Stat(s.upper+"/d/f", &upper); err != nil {
 		t.Fatal(err)
 	}
-	ok, err := fs.WithUpperFile(f, true, func(fd int) error {
+	ok, err := fs.WithDataFile(f, true, func(fd int) error {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
 			return err
@@ -60,7 +60,7 @@ func TestWithUpperFile(t *testing.T) {
 	if g.Written() {
 		t.Fatal("chmod counted as a write")
 	}
-	if ok, err := fs.WithUpperFile(g, false, func(int) error { return nil }); !ok || err != nil {
+	if ok, err := fs.WithDataFile(g, false, func(int) error { return nil }); !ok || err != nil {
 		t.Fatalf("file copied up by chmod: %v, %v; want handed out", ok, err)
 	}
 	if g.Written() {
@@ -72,13 +72,51 @@ func TestWithUpperFile(t *testing.T) {
 	}
 }
 
-// TestWithUpperFileReadOnly: a read-only engine has no upper files.
-func TestWithUpperFileReadOnly(t *testing.T) {
+// TestWithDataFileReadOnly: in a read-only engine nothing is copied up,
+// and every regular file is handed out: its lower file.
+func TestWithDataFileReadOnly(t *testing.T) {
 	s := newStack(t, 1)
-	build(t, s.lower(0), "f=data")
+	build(t, s.lower(0), "f=data", "d/")
 	fs := s.mountRO()
 	f, _ := mustWalk(t, fs, "f")
-	if ok, err := fs.WithUpperFile(f, false, func(int) error { t.Error("called"); return nil }); ok || err != nil {
-		t.Fatalf("%v, %v; want not handed out", ok, err)
+	d, _ := mustWalk(t, fs, "d")
+	var lower unix.Stat_t
+	if err := unix.Stat(s.lower(0)+"/f", &lower); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := fs.WithDataFile(f, false, func(fd int) error {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return err
+		}
+		if st.Ino != lower.Ino || st.Dev != lower.Dev {
+			t.Errorf("handed out inode %d, the lower file is %d", st.Ino, lower.Ino)
+		}
+		return nil
+	})
+	if !ok || err != nil {
+		t.Fatalf("file of a read-only engine: %v, %v; want handed out", ok, err)
+	}
+	if ok, err := fs.WithDataFile(d, false, func(int) error { t.Error("called"); return nil }); ok || err != nil {
+		t.Fatalf("directory: %v, %v; want not handed out", ok, err)
+	}
+}
+
+// TestWithDataFileFilling: a copy whose data is still arriving is not
+// handed out (it has holes where the data will be), and is once whole.
+func TestWithDataFileFilling(t *testing.T) {
+	s := newStack(t, 1)
+	bigLower(t, s.lower(0)+"/big", 6<<20, 0, 0)
+	fs, release := s.mountAsync()
+	n, _ := mustWalk(t, fs, "big")
+	writeBytes(t, fs, n, []byte("x"), 0)
+	wantLazy(t, fs, 1)
+	if ok, err := fs.WithDataFile(n, false, func(int) error { t.Error("called"); return nil }); ok || err != nil {
+		t.Fatalf("filling: %v, %v; want not handed out", ok, err)
+	}
+	release()
+	fs.Settle()
+	if ok, err := fs.WithDataFile(n, false, func(int) error { return nil }); !ok || err != nil {
+		t.Fatalf("after the fill: %v, %v; want handed out", ok, err)
 	}
 }
