@@ -3,7 +3,6 @@ package overlay
 import (
 	"math/bits"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,7 +51,7 @@ type fillState struct {
 	mu    sync.RWMutex
 	done  []uint64 // bit c: chunk c is in the copy
 	left  int64    // chunks not copied
-	wrote atomic.Bool
+	first int64    // no chunk before it is left to copy
 }
 
 func newFillState(src int, size, blocks int64) *fillState {
@@ -74,7 +73,24 @@ func (f *fillState) markUndone(c int64) {
 	if f.isDone(c) {
 		f.done[c/64] &^= 1 << uint(c%64)
 		f.left++
+		f.first = min(f.first, c)
 	}
+}
+
+// nextUndone returns the first chunk not copied, or -1. The caller holds
+// f.mu exclusively.
+func (f *fillState) nextUndone() int64 {
+	if f.left == 0 {
+		return -1
+	}
+	for i := f.first / 64; i < int64(len(f.done)); i++ {
+		if w := f.done[i]; ^w != 0 {
+			c := i*64 + int64(bits.TrailingZeros64(^w))
+			f.first = c
+			return c
+		}
+	}
+	return -1
 }
 
 // chunkEnd is where chunk c ends (the last one at size).
@@ -284,17 +300,11 @@ func (fs *FS) fillNextChunk(n *Node) (more bool, err error) {
 	}
 	dst := n.backing.fd // a filling node's copy is kept: never closed under it
 	f.mu.Lock()
-	c := int64(-1)
-	if f.left > 0 {
-		for i, w := range f.done {
-			if ^w != 0 {
-				c = int64(i)*64 + int64(bits.TrailingZeros64(^w))
-				break
-			}
-		}
-	}
+	c := f.nextUndone()
 	if c >= 0 {
 		err = fillChunkKeepingMeta(f, dst, c)
+	} else if f.left != 0 {
+		err = unix.EIO // the record of chunks disagrees with itself: never end such a fill
 	}
 	f.mu.Unlock()
 	n.dataMu.RUnlock()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stratafs/strata/overlay"
 	"golang.org/x/sys/unix"
@@ -178,7 +179,13 @@ func TestFillInterleaved(t *testing.T) {
 	release()
 	settled := make(chan struct{})
 	go func() { fs.Settle(); close(settled) }()
-	<-paused
+	select {
+	case <-paused:
+	case <-settled:
+		t.Fatal("the fill ended before its fourth chunk")
+	case <-time.After(time.Minute):
+		t.Fatal("the fill never reached its fourth chunk")
+	}
 
 	// Chunks 0-2 are copied (0 by the write), the rest not.
 	writeBytes(t, fs, n, []byte("late"), 7*mib+5)
@@ -363,4 +370,44 @@ func TestFillConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantBytes(t, "upper file", got, want)
+}
+
+// TestFillManyChunks: a file of more chunks than one bitmap word holds,
+// mostly holes, written in a late chunk and an early one; the fill
+// copies every chunk once and keeps the holes.
+func TestFillManyChunks(t *testing.T) {
+	s := newStack(t, 1)
+	size := int64(136 * mib) // three words of chunks
+	path := s.lower(0) + "/sparse"
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks := map[int64]string{0: "start", 70*mib + 3: "in word two", 129 * mib: "word three", size - 4: "end!"}
+	for off, m := range marks {
+		if _, err := f.WriteAt([]byte(m), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	fs, release := s.mountAsync()
+	n, _ := mustWalk(t, fs, "sparse")
+	writeBytes(t, fs, n, []byte("late write"), 131*mib+7)
+	writeBytes(t, fs, n, []byte("early"), 3*mib)
+	marks[131*mib+7], marks[3*mib] = "late write", "early"
+	wantLazy(t, fs, 1)
+	release()
+	fs.Settle()
+	got, err := os.ReadFile(s.upper + "/sparse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, size)
+	for off, m := range marks {
+		copy(want[off:], m)
+	}
+	wantBytes(t, "upper file", got, want)
+	if st := lstat(t, s.upper+"/sparse"); st.Blocks > 64*8 {
+		t.Fatalf("upper file has %d blocks: the holes were filled", st.Blocks)
+	}
 }
