@@ -411,3 +411,53 @@ func TestFillManyChunks(t *testing.T) {
 		t.Fatalf("upper file has %d blocks: the holes were filled", st.Blocks)
 	}
 }
+
+// TestFillLargeDoesNotHoldUpOthers: while a large copy is still being
+// filled, other copy-ups are linked (the linker does not wait for it),
+// and the large one is linked once whole.
+func TestFillLargeDoesNotHoldUpOthers(t *testing.T) {
+	s := newStack(t, 1)
+	size := int64(40 * mib)
+	want := bigLower(t, s.lower(0)+"/big", size, 0, 0)
+	build(t, s.lower(0), "small=small lower")
+	fs, release := s.mountAsync()
+	big, _ := mustWalk(t, fs, "big")
+	small, _ := mustWalk(t, fs, "small")
+
+	hold := make(chan struct{})
+	var holdOnce sync.Once
+	unhold := func() { holdOnce.Do(func() { close(hold) }) }
+	t.Cleanup(unhold)
+	fs.Hooks.FillChunk = func(n *overlay.Node) {
+		if n == big {
+			<-hold
+		}
+	}
+	writeBytes(t, fs, big, []byte("big write"), 20*mib)
+	copy(want[20*mib:], "big write")
+	if _, err := fs.Setattr(small, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	for i := 0; !exists(s.upper + "/small"); i++ {
+		if i == 5000 {
+			t.Fatal("small was not linked while big was being filled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wantAbsent(t, s.upper+"/big")
+	wantBytes(t, "big while held", readRange(t, fs, big, 0, size), want)
+
+	unhold()
+	for i := 0; !exists(s.upper + "/big"); i++ {
+		if i == 10000 {
+			t.Fatal("big was not linked after its fill")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	got, err := os.ReadFile(s.upper + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBytes(t, "upper big", got, want)
+}

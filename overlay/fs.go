@@ -204,6 +204,7 @@ func (fs *FS) Close() error {
 		<-fs.pending.done
 		fs.pending.stop = nil
 		fs.settleAll()
+		fs.pending.fillers.Wait() // done: settleAll filled every copy
 	}
 	if fs.files.stop != nil {
 		close(fs.files.stop)

@@ -42,6 +42,9 @@ type Node struct {
 	// A copy whose data is arriving chunk by chunk (fill.go): set and
 	// cleared with dataMu held exclusively, read with it held.
 	fill atomic.Pointer[fillState]
+	// A goroutine is filling the copy outside the linker's batches
+	// (fillAlone).
+	filler atomic.Bool
 	// Written through this mount at least once (WriteAt): see Written.
 	written atomic.Bool
 

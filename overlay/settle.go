@@ -37,6 +37,11 @@ type pendingSet struct {
 	wake  chan struct{}
 	stop  chan struct{}
 	done  chan struct{}
+
+	// Large copies filled on their own (fillAlone): at most fillWorkers
+	// at once, all ended before the engine closes its files.
+	fillSem chan struct{}
+	fillers sync.WaitGroup
 }
 
 func (p *pendingSet) init() {
@@ -44,6 +49,7 @@ func (p *pendingSet) init() {
 	p.wake = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
 	p.done = make(chan struct{})
+	p.fillSem = make(chan struct{}, fillWorkers)
 }
 
 func (p *pendingSet) kick() {
@@ -74,6 +80,13 @@ const gatherTime = 10 * time.Millisecond
 // fillWorkers is how many copies the linker fills with data at once.
 const fillWorkers = 4
 
+// batchFillMax is the most data a copy may still lack for the linker to
+// fill it as part of a batch. A copy lacking more is filled on its own
+// (fillAlone) and linked with a later batch: one large file must not hold
+// up the linking of every other copy-up, nor, once maxPending wait, the
+// copy-ups themselves.
+const batchFillMax = 16 << 20
+
 // linker settles pending copy-ups in batches until the engine closes.
 func (fs *FS) linker() {
 	p := &fs.pending
@@ -96,27 +109,49 @@ func (fs *FS) linker() {
 		if h := fs.Hooks.LinkerBatch; h != nil {
 			h()
 		}
-		fs.settleBatch()
+		fs.settleBatch(false)
 	}
 }
 
-// settleAll makes every pending copy-up durable and linked.
+// settleAll makes every pending copy-up durable and linked, waiting for
+// every copy's data.
 func (fs *FS) settleAll() {
-	for fs.settleBatch() {
+	for fs.settleBatch(true) {
 	}
 }
 
 // settleBatch makes the pending copy-ups durable with one flush of the
-// upper filesystem and links each into place. It reports whether there
-// was any to settle and all were linked.
-func (fs *FS) settleBatch() bool {
+// upper filesystem and links each into place. Unless wait, copies that
+// still lack much data are left for a later batch, filled meanwhile on
+// their own. It reports whether there was any to settle and all were
+// linked.
+func (fs *FS) settleBatch(wait bool) bool {
 	p := &fs.pending
 	p.run.Lock()
 	defer p.run.Unlock()
 	p.mu.Lock()
-	batch := p.nodes
+	queued := p.nodes
 	p.nodes = nil
 	p.mu.Unlock()
+	if len(queued) == 0 {
+		return false
+	}
+	var batch, later []*Node
+	for _, n := range queued {
+		if !wait && fs.dataLeft(n) > batchFillMax {
+			fs.fillAlone(n)
+			later = append(later, n)
+		} else {
+			batch = append(batch, n)
+		}
+	}
+	if len(later) > 0 {
+		defer func() {
+			p.mu.Lock()
+			p.nodes = append(p.nodes, later...)
+			p.mu.Unlock()
+		}()
+	}
 	if len(batch) == 0 {
 		return false
 	}
@@ -171,6 +206,48 @@ func (fs *FS) settleBatch() bool {
 	p.mu.Unlock()
 	fs.trimFiles() // the copies linked may be closed now
 	return len(failed) == 0
+}
+
+// dataLeft returns how much data a pending copy still lacks (roughly: by
+// chunks for a fill).
+func (fs *FS) dataLeft(n *Node) int64 {
+	n.dataMu.RLock()
+	defer n.dataMu.RUnlock()
+	if f := n.fill.Load(); f != nil {
+		f.mu.RLock()
+		defer f.mu.RUnlock()
+		return f.left * fillChunk
+	}
+	var st unix.Stat_t
+	if n.dataPending.Load() && unix.Fstat(n.metaFd, &st) == nil {
+		return st.Size
+	}
+	return 0
+}
+
+// fillAlone fills a pending copy with its data in the background, unless
+// that is under way, and wakes the linker when it is whole. A fill that
+// fails is tried again with a later batch.
+func (fs *FS) fillAlone(n *Node) {
+	if !n.filler.CompareAndSwap(false, true) {
+		return
+	}
+	p := &fs.pending
+	p.fillers.Add(1)
+	go func() {
+		defer p.fillers.Done()
+		p.fillSem <- struct{}{}
+		err := fs.fillData(n)
+		<-p.fillSem
+		n.filler.Store(false)
+		if err != nil {
+			if fs.Logf != nil {
+				fs.Logf("copy-up of node %d: data: %v", n.id, err)
+			}
+			return
+		}
+		p.kick()
+	}()
 }
 
 // settle links a pending copy-up into the upper layer, after syncing it
