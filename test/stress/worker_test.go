@@ -505,6 +505,11 @@ func populate(lowers []string, workers int) error {
 				return err
 			}
 		}
+		// A large file: a write copies only the chunks it touches, the
+		// rest follows in the background (overlay/fill.go).
+		if err := write(filepath.Join(bottom, d, "lbig"), 4<<20+rng.IntN(3<<20)); err != nil {
+			return err
+		}
 		for i := 0; i < 4; i++ {
 			if err := write(filepath.Join(bottom, d, "sub", fmt.Sprintf("sf%d", i)), rng.IntN(16<<10)); err != nil {
 				return err
