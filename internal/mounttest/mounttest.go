@@ -85,9 +85,14 @@ func (s *Stack) Options() *mountopt.Options {
 // the suites check the same semantics through it.
 func Passthrough() bool { return os.Getenv("STRATA_TEST_PASSTHROUGH") == "1" }
 
-// OptionString is the -o argument for the stack.
+// OptionString is the -o argument for the stack (with passthrough when
+// the tests run with it).
 func (s *Stack) OptionString() string {
-	return fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(s.Lowers, ":"), s.Upper, s.Work)
+	o := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(s.Lowers, ":"), s.Upper, s.Work)
+	if Passthrough() {
+		o += ",passthrough"
+	}
+	return o
 }
 
 // Mount mounts Strata in-process on s.Mnt, for the rest of the test.
@@ -200,9 +205,6 @@ func (s *Stack) MountDaemonEnv(t testing.TB, env []string, extraOpts ...string) 
 	Require(t)
 	bin := Binary(t)
 	opts := s.OptionString()
-	if Passthrough() {
-		opts += ",passthrough"
-	}
 	for _, o := range extraOpts {
 		opts += "," + o
 	}
