@@ -173,7 +173,7 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 		return false, err
 	}
 	if deferData {
-		n.dataLayer = src.Index
+		n.dataLayer, n.dataSize = src.Index, size
 	}
 	pending, err := fs.installCopy(n, tfd, tmpPath, deferData)
 	if err != nil {

@@ -108,11 +108,29 @@ func (f *fillState) copyChunk(dst int, c int64) error {
 	if f.isDone(c) {
 		return nil
 	}
-	if err := copyExtents(f.src, dst, c*fillChunk, f.chunkEnd(c)); err != nil {
+	if err := copyDataRange(f.src, dst, c*fillChunk, f.chunkEnd(c)); err != nil {
 		return err
 	}
 	f.markDone(c)
 	return nil
+}
+
+// copyDataRange copies [off, end) of sfd to the same offsets of tfd: a
+// short range (a small file's only chunk, say) simply read and written,
+// a longer one by its data extents (holes stay holes), as copyData.
+func copyDataRange(sfd, tfd int, off, end int64) error {
+	if end-off > smallCopy {
+		return copyExtents(sfd, tfd, off, end)
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := (*bp)[:end-off]
+	n, err := preadFull(sfd, buf, off)
+	if err != nil {
+		return err
+	}
+	_, err = pwriteFull(tfd, buf[:n], off)
+	return err
 }
 
 // readAt reads the node's data at off: each chunk from the copy if it is
@@ -235,22 +253,20 @@ func (fs *FS) startFillLocked(n *Node, src int) error {
 			return err
 		}
 	}
-	var sst, tst unix.Stat_t
-	err := unix.Fstat(src, &sst)
-	if err == nil {
-		n.dataMu.RLock()
-		err = unix.Fstat(n.metaFd, &tst)
-		n.dataMu.RUnlock()
+	// The copy's size (the lower file's, or what it was cut to) does not
+	// change while its data is to come: a truncate fills it first.
+	size := n.dataSize
+	var blocks int64
+	if size >= lazyFillMin {
+		// A fill that may take a while shows the lower file's blocks.
+		var sst unix.Stat_t
+		if err := unix.Fstat(src, &sst); err != nil {
+			unix.Close(src)
+			return err
+		}
+		blocks = sst.Blocks
 	}
-	if err != nil {
-		unix.Close(src)
-		return err
-	}
-	size := tst.Size // the copy's size: the lower file's, or what it was cut to
-	if sst.Size < size {
-		size = sst.Size
-	}
-	f := newFillState(src, size, sst.Blocks)
+	f := newFillState(src, size, blocks)
 	n.dataMu.Lock()
 	defer n.dataMu.Unlock()
 	b := fs.setBackingLocked(n, n.metaFd, true, true)
@@ -306,9 +322,10 @@ func (fs *FS) fillNextChunk(n *Node) (more bool, err error) {
 	} else if f.left != 0 {
 		err = unix.EIO // the record of chunks disagrees with itself: never end such a fill
 	}
+	left := f.left
 	f.mu.Unlock()
 	n.dataMu.RUnlock()
-	if err != nil || c >= 0 {
+	if err != nil || left > 0 {
 		return err == nil, err
 	}
 	// All copied: the lower file is no longer needed.

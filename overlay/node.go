@@ -38,6 +38,7 @@ type Node struct {
 	// by dataMu), the lower file for the data.
 	dataPending atomic.Bool
 	dataLayer   int
+	dataSize    int64 // the copy's size (written before dataPending is set)
 	metaFd      int
 	// A copy whose data is arriving chunk by chunk (fill.go): set and
 	// cleared with dataMu held exclusively, read with it held.

@@ -218,9 +218,8 @@ func (fs *FS) dataLeft(n *Node) int64 {
 		defer f.mu.RUnlock()
 		return f.left * fillChunk
 	}
-	var st unix.Stat_t
-	if n.dataPending.Load() && unix.Fstat(n.metaFd, &st) == nil {
-		return st.Size
+	if n.dataPending.Load() {
+		return n.dataSize
 	}
 	return 0
 }
