@@ -84,6 +84,12 @@ func (fs *FS) backingAttr(n *Node) (st unix.Stat_t, ok bool, err error) {
 	default:
 		return st, false, nil
 	}
+	if f := n.fill.Load(); f != nil {
+		// Not while a chunk is copied: copying stamps the copy's mtime
+		// until the fill puts it back.
+		f.mu.RLock()
+		defer f.mu.RUnlock()
+	}
 	// Whether the copy is linked is read before its attributes: the
 	// linker may link it (nlink 0 to 1) and clear pending in between,
 	// and an nlink read before the link must still count the name.

@@ -2,8 +2,10 @@ package overlay_test
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -460,4 +462,55 @@ func TestFillLargeDoesNotHoldUpOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantBytes(t, "upper big", got, want)
+}
+
+// TestFillAttrsNeverStamped: while the background copies the data of
+// files whose metadata was copied up, their attributes and capability,
+// read at any moment, stay what the metadata copy-up set (the copying
+// stamps the copy's mtime and drops its capability until it puts them
+// back).
+func TestFillAttrsNeverStamped(t *testing.T) {
+	s := newStack(t, 1)
+	const files = 200
+	for i := 0; i < files; i++ {
+		build(t, s.lower(0), fmt.Sprintf("f%03d=%s", i, strings.Repeat("x", 100+i)))
+	}
+	fs, release := s.mountAsync()
+	nodes := make([]*overlay.Node, files)
+	mtime := ts(1_234_567_890)
+	capable := true
+	for i := range nodes {
+		nodes[i], _ = mustWalk(t, fs, fmt.Sprintf("f%03d", i))
+		if _, err := fs.Setattr(nodes[i], &overlay.SetAttr{Valid: overlay.SetMtime, Mtime: mtime}); err != nil {
+			t.Fatal(err)
+		}
+		if fs.SetXattr(nodes[i], "security.capability", capV2, 0) != nil {
+			capable = false
+		}
+	}
+	release()
+	done := make(chan struct{})
+	go func() { fs.Settle(); close(done) }()
+	buf := make([]byte, 64)
+	for looking := true; looking; {
+		select {
+		case <-done:
+			looking = false
+		default:
+		}
+		for _, n := range nodes {
+			st, err := fs.Getattr(n)
+			if err != nil || st.Mtim != mtime {
+				t.Fatalf("Getattr during the fill: mtime %v, %v; want %v", st.Mtim, err, mtime)
+			}
+			if capable {
+				if c, err := fs.GetXattr(n, "security.capability", buf); err != nil || c != len(capV2) {
+					t.Fatalf("capability during the fill: %d bytes, %v", c, err)
+				}
+			}
+		}
+	}
+	if st := lstat(t, s.upper+"/f000"); st.Mtim != mtime {
+		t.Fatalf("upper mtime %v, want %v", st.Mtim, mtime)
+	}
 }

@@ -105,6 +105,12 @@ func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 	if n.deleted.Load() && n.upper || n.anon || n.pending.Load() {
 		n.dataMu.RLock()
 		defer n.dataMu.RUnlock()
+		if f := n.fill.Load(); f != nil {
+			// Not while a chunk is copied: copying drops the copy's
+			// capability until the fill puts it back.
+			f.mu.RLock()
+			defer f.mu.RUnlock()
+		}
 		switch {
 		case n.dataPending.Load():
 			return fn(realRef{fd: n.metaFd})
