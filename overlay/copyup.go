@@ -515,29 +515,38 @@ func (fs *FS) copyData(sfd, tfd int, size int64) error {
 	if size == 0 {
 		return nil
 	}
-	if size <= smallCopy {
-		bp := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bp)
-		buf := (*bp)[:size]
-		n, err := preadFull(sfd, buf, 0)
-		if err != nil {
-			return err
-		}
-		if _, err := pwriteFull(tfd, buf[:n], 0); err != nil {
-			return err
-		}
-		if int64(n) < size {
-			return unix.Ftruncate(tfd, size) // the source ended early
-		}
+	if size > smallCopy && fs.clone(sfd, tfd, size) {
 		return nil
 	}
-	if fs.clone(sfd, tfd, size) {
-		return nil
-	}
-	if err := copyExtents(sfd, tfd, 0, size); err != nil {
+	short, err := copyDataRange(sfd, tfd, 0, size)
+	if err != nil {
 		return err
 	}
-	return unix.Ftruncate(tfd, size)
+	if short || size > smallCopy {
+		return unix.Ftruncate(tfd, size) // holes at the end, or the source ended early
+	}
+	return nil
+}
+
+// copyDataRange copies [off, end) of sfd to the same offsets of tfd: a
+// short range (up to smallCopy) simply read and written, and then short
+// reports whether the source ended before end; a longer one by its data
+// extents, holes left unwritten (short is then false).
+func copyDataRange(sfd, tfd int, off, end int64) (short bool, err error) {
+	if end-off > smallCopy {
+		return false, copyExtents(sfd, tfd, off, end)
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := (*bp)[:end-off]
+	n, err := preadFull(sfd, buf, off)
+	if err != nil {
+		return false, err
+	}
+	if _, err := pwriteFull(tfd, buf[:n], off); err != nil {
+		return false, err
+	}
+	return n < len(buf), nil
 }
 
 // clone makes tfd share sfd's extents and cuts it to size, where the

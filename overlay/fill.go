@@ -108,29 +108,11 @@ func (f *fillState) copyChunk(dst int, c int64) error {
 	if f.isDone(c) {
 		return nil
 	}
-	if err := copyDataRange(f.src, dst, c*fillChunk, f.chunkEnd(c)); err != nil {
+	if _, err := copyDataRange(f.src, dst, c*fillChunk, f.chunkEnd(c)); err != nil {
 		return err
 	}
 	f.markDone(c)
 	return nil
-}
-
-// copyDataRange copies [off, end) of sfd to the same offsets of tfd: a
-// short range (a small file's only chunk, say) simply read and written,
-// a longer one by its data extents (holes stay holes), as copyData.
-func copyDataRange(sfd, tfd int, off, end int64) error {
-	if end-off > smallCopy {
-		return copyExtents(sfd, tfd, off, end)
-	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := (*bp)[:end-off]
-	n, err := preadFull(sfd, buf, off)
-	if err != nil {
-		return err
-	}
-	_, err = pwriteFull(tfd, buf[:n], off)
-	return err
 }
 
 // readAt reads the node's data at off: each chunk from the copy if it is

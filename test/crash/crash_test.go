@@ -326,10 +326,7 @@ func TestRandomKillDuringBigCopyUp(t *testing.T) {
 	}
 	took := time.Since(start)
 	t.Logf("a 256 MiB copy-up takes %v", took)
-	if err := unix.Unmount(s.Mnt, 0); err != nil {
-		t.Fatal(err)
-	}
-	waitDead(pid, 10*time.Second)
+	unmountLive(t, s.Mnt, pid)
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	n := iterations(6)
@@ -386,10 +383,7 @@ func TestRandomKillDuringBigCopyUp(t *testing.T) {
 			}
 			compareWithKernel(t, s, pid, snapshot(t, s.Mnt))
 		} else {
-			if err := unix.Unmount(s.Mnt, 0); err != nil {
-				t.Fatal(err)
-			}
-			waitDead(pid, 10*time.Second)
+			unmountLive(t, s.Mnt, pid)
 		}
 		if t.Failed() {
 			break
@@ -437,10 +431,7 @@ func TestRandomKillDuringBigWriteCopyUp(t *testing.T) {
 	if got := statObj(filepath.Join(s.Upper, "big")); got.sum != wantSum || got.size != bigSize {
 		t.Fatalf("upper big after fsync: %v, want the lower file with the write", got)
 	}
-	if err := unix.Unmount(s.Mnt, 0); err != nil {
-		t.Fatal(err)
-	}
-	waitDead(pid, 10*time.Second)
+	unmountLive(t, s.Mnt, pid)
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	n := iterations(6)
@@ -479,10 +470,7 @@ func TestRandomKillDuringBigWriteCopyUp(t *testing.T) {
 				t.Errorf("big through the mount after the remount: %v, upper layer %s", got, outcome)
 			}
 		}
-		if err := unix.Unmount(s.Mnt, 0); err != nil {
-			t.Fatal(err)
-		}
-		waitDead(pid, 10*time.Second)
+		unmountLive(t, s.Mnt, pid)
 		if t.Failed() {
 			break
 		}
@@ -557,10 +545,7 @@ func TestRandomKillDuringTreeCopyUp(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("copying up the tree (%d objects) takes %v", len(want), took)
 	checkUpperComplete(t, s, lows, 0)
-	if err := unix.Unmount(s.Mnt, 0); err != nil {
-		t.Fatal(err)
-	}
-	waitDead(pid, 10*time.Second)
+	unmountLive(t, s.Mnt, pid)
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	n := iterations(5)
@@ -594,10 +579,7 @@ func TestRandomKillDuringTreeCopyUp(t *testing.T) {
 		if i == n-1 {
 			compareWithKernel(t, s, pid, snapshot(t, s.Mnt))
 		} else {
-			if err := unix.Unmount(s.Mnt, 0); err != nil {
-				t.Fatal(err)
-			}
-			waitDead(pid, 10*time.Second)
+			unmountLive(t, s.Mnt, pid)
 		}
 		if t.Failed() {
 			break

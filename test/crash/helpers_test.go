@@ -518,6 +518,16 @@ func expectDead(t *testing.T, mnt string) {
 	}
 }
 
+// unmountLive unmounts a working mount and waits for its daemon, pid,
+// to exit.
+func unmountLive(t *testing.T, mnt string, pid int) {
+	t.Helper()
+	if err := unix.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitDead(pid, 10*time.Second)
+}
+
 // unmountDead unmounts the dead mount with one of the ways a user would.
 func unmountDead(t *testing.T, mnt, how string) {
 	t.Helper()
