@@ -71,6 +71,7 @@ type FS struct {
 
 	files   fileCache  // open backing files
 	pending pendingSet // copy-ups waiting to be linked
+	reaper  reaper     // removed files' data to delete from the work directory
 
 	noTmpfile atomic.Bool // the work directory's filesystem has no O_TMPFILE
 	noClone   atomic.Bool // the upper filesystem cannot clone extents
@@ -133,6 +134,7 @@ func New(cfg Config) (*FS, error) {
 		links: map[uint64]*Node{},
 		ids:   cfg.IDMap,
 	}
+	fs.reaper.idle.L = &fs.reaper.mu
 	fs.selfUID, fs.selfGID = uint32(os.Geteuid()), uint32(os.Getegid())
 	fs.xattrPrefix = "trusted.overlay."
 	if cfg.UserXattr {
@@ -212,6 +214,7 @@ func (fs *FS) Close() error {
 		fs.files.stop = nil
 	}
 	fs.closeAllFiles()
+	fs.closeReaper()
 	if fs.workDir > 0 {
 		unix.Close(fs.workDir)
 		fs.workDir = -1

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stratafs/strata/overlay"
@@ -76,8 +77,23 @@ func mountCfg(t *testing.T, cfg overlay.Config) *overlay.FS {
 		t.Fatalf("overlay.New: %v", err)
 	}
 	t.Cleanup(func() { fs.Close() })
+	enginesMu.Lock()
+	engines[t] = append(engines[t], fs)
+	enginesMu.Unlock()
+	t.Cleanup(func() {
+		enginesMu.Lock()
+		delete(engines, t)
+		enginesMu.Unlock()
+	})
 	return fs
 }
+
+// engines are the engines each test started, so that checks of the work
+// directory can wait for their background removals.
+var (
+	enginesMu sync.Mutex
+	engines   = map[*testing.T][]*overlay.FS{}
+)
 
 // build creates entries under dir. Each spec is one of
 //
@@ -344,6 +360,12 @@ func fileContent(t *testing.T, p string) string {
 // wantWorkEmpty checks that workdir/work holds no leftovers.
 func wantWorkEmpty(t *testing.T, s *stack) {
 	t.Helper()
+	enginesMu.Lock()
+	started := engines[t]
+	enginesMu.Unlock()
+	for _, fs := range started {
+		fs.WaitReaped()
+	}
 	ents, err := os.ReadDir(s.work + "/work")
 	if err != nil {
 		t.Fatalf("work dir: %v", err)

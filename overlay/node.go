@@ -272,7 +272,7 @@ func (fs *FS) dropData(n *Node) {
 	}
 	n.dataMu.Unlock()
 	if grave != "" {
-		unix.Unlink(grave)
+		fs.reap(grave)
 	}
 }
 

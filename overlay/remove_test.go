@@ -210,3 +210,34 @@ func TestSetattrRemovedSpecial(t *testing.T) {
 		t.Fatalf("the lower fifo changed: gid %d mode %o, %v", st.Gid, st.Mode, err)
 	}
 }
+
+// TestRemovedDataReapedAtClose: the data of a removed file the kernel
+// still held a node for waits in the work directory until the node is
+// forgotten, and is deleted in the background after that; an engine
+// closed right after the FORGET still deletes it.
+func TestRemovedDataReapedAtClose(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.upper, "f=data", "g=more")
+	fs := s.mount()
+	var nodes []*overlay.Node
+	for _, name := range []string{"f", "g"} {
+		n, _ := mustWalk(t, fs, name)
+		wantErrno(t, "unlink "+name, fs.Unlink(fs.Root(), name), 0)
+		nodes = append(nodes, n)
+	}
+	ents, err := os.ReadDir(s.work + "/work")
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("work dir after the unlinks: %d entries, %v (want the two files' data)", len(ents), err)
+	}
+	if got := readAll(t, fs, nodes[0]); got != "data" {
+		t.Fatalf("removed f reads %q", got)
+	}
+	for _, n := range nodes {
+		fs.Forget(n, 1)
+	}
+	fs.Close()
+	ents, err = os.ReadDir(s.work + "/work")
+	if err != nil || len(ents) != 0 {
+		t.Fatalf("work dir after close: %d entries, %v", len(ents), err)
+	}
+}
