@@ -37,6 +37,11 @@ type Options struct {
 	// passthrough), for an OPEN round trip per open.
 	Passthrough bool
 
+	// Threaded serves requests on several threads at once (threaded=1, as
+	// in fuse-overlayfs). By default one thread reads a request, answers
+	// it and reads the next (-s, threaded=0): see strata.go, serveModes.
+	Threaded bool
+
 	AllowOther         bool // allow_other (default true when run as root)
 	DefaultPermissions bool // always true in practice: the kernel checks permissions
 

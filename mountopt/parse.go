@@ -99,7 +99,7 @@ func ParseArgs(args []string) (*Options, Action, error) {
 		case a == "-d":
 			p.setDebug()
 		case a == "-s":
-			p.notice(`flag -s ignored: strata is always multi-threaded`)
+			p.opts.Threaded = false
 		default:
 			return nil, ActionMount, fmt.Errorf("unknown flag %q", a)
 		}
@@ -262,6 +262,14 @@ var optionTable = map[string]optionSpec{
 		p.opts.Passthrough = true
 		return nil
 	}},
+	"threaded": {argRequired, func(p *parser, name, v, _ string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%s: invalid value %q (want 0 or 1)", name, v)
+		}
+		p.opts.Threaded = n > 0
+		return nil
+	}},
 	"userxattr": {argNone, func(p *parser, _, _, _ string) error {
 		p.opts.UserXattr = true
 		return nil
@@ -354,7 +362,7 @@ func init() {
 		}
 	}
 	ignore("fuse-overlayfs tuning, not used by strata",
-		"timeout", "threaded", "fast_ino", "writeback", "noxattrs", "plugins",
+		"timeout", "fast_ino", "writeback", "noxattrs", "plugins",
 		"static_nlink", "noacl")
 	ignore("kernel overlayfs option, not supported by strata",
 		"redirect_dir", "index", "metacopy", "xino", "nfs_export", "uuid", "verity")

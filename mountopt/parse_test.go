@@ -151,6 +151,21 @@ func TestParseArgs(t *testing.T) {
 			want: func(o *Options) { rw(o); o.Passthrough = true },
 		},
 		{
+			name: "threaded",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,threaded=1", "/m"},
+			want: func(o *Options) { rw(o); o.Threaded = true },
+		},
+		{
+			name: "-s after threaded=2",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,threaded=2", "-s", "/m"},
+			want: rw,
+		},
+		{
+			name: "threaded=0",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,threaded=1,threaded=0", "/m"},
+			want: rw,
+		},
+		{
 			name: "fsync=1 after volatile",
 			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,volatile,fsync=1", "/m"},
 			want: rw,
@@ -210,13 +225,11 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "ignored options leave a notice each, once",
-			args: []string{"-s", "-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,timeout=5,threaded=1,static_nlink,noacl,redirect_dir=on,auto_unmount,auto_unmount,max_read=4096,defaults,x-systemd.automount", "/m"},
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,timeout=5,static_nlink,noacl,redirect_dir=on,auto_unmount,auto_unmount,max_read=4096,defaults,x-systemd.automount", "/m"},
 			want: func(o *Options) {
 				rw(o)
 				o.Notices = []string{
-					"flag -s ignored: strata is always multi-threaded",
 					`option "timeout=5" ignored: fuse-overlayfs tuning, not used by strata`,
-					`option "threaded=1" ignored: fuse-overlayfs tuning, not used by strata`,
 					`option "static_nlink" ignored: fuse-overlayfs tuning, not used by strata`,
 					`option "noacl" ignored: fuse-overlayfs tuning, not used by strata`,
 					`option "redirect_dir=on" ignored: kernel overlayfs option, not supported by strata`,
@@ -300,6 +313,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{"flag with a value", mount(layers + "volatile=1"), []string{"volatile", "takes no value"}},
 		{"kernel flag with a value", mount(layers + "nodev=1"), []string{"nodev", "takes no value"}},
 		{"fsync=2", mount(layers + "fsync=2"), []string{"fsync", `"2"`}},
+		{"threaded=yes", mount(layers + "threaded=yes"), []string{"threaded", `"yes"`}},
+		{"threaded=-1", mount(layers + "threaded=-1"), []string{"threaded", `"-1"`}},
+		{"threaded without value", mount(layers + "threaded"), []string{"threaded: missing value"}},
 		{"non-numeric squash_to_uid", mount(layers + "squash_to_uid=root"), []string{"squash_to_uid", `"root"`}},
 		{"negative squash_to_uid", mount(layers + "squash_to_uid=-1"), []string{"squash_to_uid", `"-1"`}},
 		{"squash_to_uid -1 in disguise", mount(layers + "squash_to_uid=4294967295"), []string{"squash_to_uid"}},
@@ -378,6 +394,9 @@ func TestParseArgsDefaults(t *testing.T) {
 	}
 	if !o.ReadOnly {
 		t.Error("no upperdir but not ReadOnly")
+	}
+	if o.Threaded {
+		t.Error("threaded by default")
 	}
 }
 

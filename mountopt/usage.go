@@ -25,6 +25,7 @@ general options:
     -V   --version         print version
     -d   -o debug          enable debug output (implies -f)
     -f                     foreground operation
+    -s                     one request at a time (the default)
 
 strata options:
     -o lowerdir=DIR[:DIR...]   lower layers, leftmost is top-most
@@ -39,6 +40,9 @@ strata options:
                                upper layer itself (FUSE passthrough, Linux
                                6.9+): faster large-file I/O, but a round
                                trip to the daemon for every open
+    -o threaded=0|1            0 (default, same as -s): one request at a
+                               time, answered by the thread that read it;
+                               1: several at once, on several threads
     -o uidmapping=C:H:S[:C:H:S...]
                                map container IDs C..C+S-1 to host IDs H..
     -o gidmapping=C:H:S[:C:H:S...]
@@ -61,7 +65,7 @@ strata options:
                                mount flags, passed to the kernel
 
 Accepted and ignored, with a notice: the fuse-overlayfs tuning options
-timeout, threaded, fast_ino, writeback, noxattrs, plugins, static_nlink
+timeout, fast_ino, writeback, noxattrs, plugins, static_nlink
 and noacl; the kernel overlayfs options redirect_dir, index, metacopy,
 xino, nfs_export, uuid and verity; generic FUSE options such as
 auto_unmount, max_read and blksize.

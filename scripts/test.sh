@@ -27,6 +27,10 @@ echo "== everything else, against real mounts"
 mapfile -t pkgs < <(go list ./... | grep -v -e '/overlay$' -e '/mountopt$')
 go test -count=1 -timeout 45m -p 2 "${pkgs[@]}"
 
+echo "== the mount suites again, serving requests on several threads (-o threaded=1)"
+STRATA_TEST_THREADED=1 go test -count=1 -timeout 30m -p 2 \
+	./test/posix/ ./test/coherence/ ./difftest/ ./test/stress/
+
 echo "== the mount suites again, with -o passthrough"
 STRATA_TEST_PASSTHROUGH=1 go test -count=1 -timeout 30m -p 2 \
 	./fusefs/ ./test/posix/ ./test/coherence/ ./difftest/ ./test/stress/

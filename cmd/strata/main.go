@@ -1,7 +1,7 @@
 // Command strata mounts a Strata overlay. It takes fuse-overlayfs' command
 // line:
 //
-//	strata [-f] [-d] -o lowerdir=L1:L2,upperdir=U,workdir=W MOUNTPOINT
+//	strata [-f] [-d] [-s] -o lowerdir=L1:L2,upperdir=U,workdir=W MOUNTPOINT
 //	strata SOURCE MOUNTPOINT -o OPTIONS   (as mount -t fuse.strata runs it)
 //
 // Without -f it daemonizes, and the command returns only once the mount
@@ -21,7 +21,6 @@ import (
 )
 
 func main() {
-	setProcs()
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -45,6 +44,7 @@ func run(args []string) int {
 		fmt.Println(mountopt.VersionString())
 		return 0
 	}
+	setProcs(o.Threaded)
 	if readyFd := os.Getenv(daemonEnv); readyFd != "" {
 		return runDaemon(o, readyFd)
 	}

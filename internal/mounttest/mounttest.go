@@ -77,6 +77,7 @@ func (s *Stack) Options() *mountopt.Options {
 	o.Upper, o.Work, o.Mountpoint = s.Upper, s.Work, s.Mnt
 	o.Foreground = true
 	o.Passthrough = Passthrough()
+	o.Threaded = Threaded()
 	return o
 }
 
@@ -85,12 +86,20 @@ func (s *Stack) Options() *mountopt.Options {
 // the suites check the same semantics through it.
 func Passthrough() bool { return os.Getenv("STRATA_TEST_PASSTHROUGH") == "1" }
 
-// OptionString is the -o argument for the stack (with passthrough when
-// the tests run with it).
+// Threaded reports whether the tests run with -o threaded=1
+// (STRATA_TEST_THREADED=1): requests served several at a time instead of
+// one by one.
+func Threaded() bool { return os.Getenv("STRATA_TEST_THREADED") == "1" }
+
+// OptionString is the -o argument for the stack (with passthrough and
+// threaded=1 when the tests run with them).
 func (s *Stack) OptionString() string {
 	o := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(s.Lowers, ":"), s.Upper, s.Work)
 	if Passthrough() {
 		o += ",passthrough"
+	}
+	if Threaded() {
+		o += ",threaded=1"
 	}
 	return o
 }
