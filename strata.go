@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,6 +73,8 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 	syscall.Umask(0) // modes from the kernel already have the caller's umask applied
 	raw := fusefs.New(ov, CacheTimeout)
 	raw.Passthrough = o.Passthrough
+	// Serving one request at a time, with one P (cmd/strata/procs.go).
+	raw.Serial = !o.Threaded && runtime.GOMAXPROCS(0) == 1
 	raw.Logf = ov.Logf
 	srv, err := fuse.NewServer(raw, o.Mountpoint, fuseOptions(o))
 	if err != nil {

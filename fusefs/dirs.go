@@ -13,6 +13,7 @@ import (
 // mount, and the kernel drops its cached listing when one happens.
 
 func (fs *FS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	fs.turn()
 	return fuse.OK
 }
 
@@ -75,9 +76,11 @@ func (fs *FS) readDir(in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.S
 }
 
 func (fs *FS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	fs.turn()
 	return fs.readDir(in, out, false)
 }
 
 func (fs *FS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	fs.turn()
 	return fs.readDir(in, out, true)
 }

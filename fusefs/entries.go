@@ -9,6 +9,7 @@ import (
 // Lookup answers with the node, or with a cached negative entry: names
 // cannot appear behind the kernel's back.
 func (fs *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	fs.turn()
 	parent := fs.node(h.NodeId)
 	if parent == nil {
 		return fuse.ENOENT
@@ -27,12 +28,14 @@ func (fs *FS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out 
 }
 
 func (fs *FS) Forget(nodeid, nlookup uint64) {
+	fs.turn()
 	if n := fs.node(nodeid); n != nil {
 		fs.ov.Forget(n, nlookup)
 	}
 }
 
 func (fs *FS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT
@@ -47,6 +50,7 @@ func (fs *FS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.Attr
 }
 
 func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT
@@ -100,18 +104,22 @@ func (fs *FS) create(h *fuse.InHeader, name string, obj overlay.NewObject, out *
 // files.go), so the kernel creates files with MKNOD and opens them
 // without asking.
 func (fs *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	fs.turn()
 	return fs.create(&in.InHeader, name, overlay.NewObject{Kind: in.Mode & unix.S_IFMT, Mode: in.Mode, Rdev: in.Rdev}, out)
 }
 
 func (fs *FS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	fs.turn()
 	return fs.create(&in.InHeader, name, overlay.NewObject{Kind: unix.S_IFDIR, Mode: in.Mode}, out)
 }
 
 func (fs *FS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target string, name string, out *fuse.EntryOut) fuse.Status {
+	fs.turn()
 	return fs.create(h, name, overlay.NewObject{Kind: unix.S_IFLNK, Mode: 0777, Target: target}, out)
 }
 
 func (fs *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	fs.turn()
 	n, parent := fs.node(in.Oldnodeid), fs.node(in.NodeId)
 	if n == nil || parent == nil {
 		return fuse.ENOENT
@@ -138,6 +146,7 @@ func (fs *FS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fu
 }
 
 func (fs *FS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	fs.turn()
 	parent := fs.node(h.NodeId)
 	if parent == nil {
 		return fuse.ENOENT
@@ -146,6 +155,7 @@ func (fs *FS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse
 }
 
 func (fs *FS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	fs.turn()
 	parent := fs.node(h.NodeId)
 	if parent == nil {
 		return fuse.ENOENT
@@ -154,6 +164,7 @@ func (fs *FS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.
 }
 
 func (fs *FS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string, newName string) fuse.Status {
+	fs.turn()
 	op, np := fs.node(in.NodeId), fs.node(in.Newdir)
 	if op == nil || np == nil {
 		return fuse.ENOENT
@@ -162,6 +173,7 @@ func (fs *FS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName string, 
 }
 
 func (fs *FS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	fs.turn()
 	n := fs.node(h.NodeId)
 	if n == nil {
 		return nil, fuse.ENOENT
@@ -174,6 +186,7 @@ func (fs *FS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.S
 }
 
 func (fs *FS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	fs.turn()
 	st, err := fs.ov.Statfs()
 	if err != nil {
 		return status(err)

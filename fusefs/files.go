@@ -16,6 +16,7 @@ import (
 
 // Flush is answered with ENOSYS: the kernel then stops sending it.
 func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	fs.turn()
 	return fuse.ENOSYS
 }
 
@@ -24,6 +25,7 @@ func (fs *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 // fewer bytes than asked for as the end of the file, and the kernel then
 // shrinks the file under its readers, whose mappings get SIGBUS.)
 func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return nil, fuse.ENOENT
@@ -42,6 +44,7 @@ func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Re
 // Write writes to the node's data; the first write to a lower file
 // copies it up.
 func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return 0, fuse.ENOENT
@@ -57,6 +60,7 @@ func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint
 }
 
 func (fs *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT
@@ -65,6 +69,7 @@ func (fs *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 }
 
 func (fs *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT
@@ -73,6 +78,7 @@ func (fs *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Statu
 }
 
 func (fs *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT

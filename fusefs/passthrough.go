@@ -137,6 +137,7 @@ func (fs *FS) passthroughState() int32 {
 // Open is answered with ENOSYS unless passthrough is on: the kernel then
 // opens files itself, for good. With passthrough, see above.
 func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	fs.turn()
 	st := fs.passthroughState()
 	if st == ptOff {
 		return fuse.ENOSYS
@@ -234,6 +235,7 @@ func (fs *FS) setID(n *overlay.Node, uid uint32) bool {
 
 // Release ends an open of the OPEN answer above.
 func (fs *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	fs.turn()
 	if in.Fh != fhCached && in.Fh != fhPassthrough {
 		return
 	}

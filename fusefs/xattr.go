@@ -6,6 +6,7 @@ import (
 )
 
 func (fs *FS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	fs.turn()
 	n := fs.node(h.NodeId)
 	if n == nil {
 		return 0, fuse.ENOENT
@@ -21,6 +22,7 @@ func (fs *FS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, de
 }
 
 func (fs *FS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	fs.turn()
 	n := fs.node(h.NodeId)
 	if n == nil {
 		return 0, fuse.ENOENT
@@ -30,6 +32,7 @@ func (fs *FS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (
 }
 
 func (fs *FS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
+	fs.turn()
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT
@@ -38,6 +41,7 @@ func (fs *FS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string,
 }
 
 func (fs *FS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
+	fs.turn()
 	n := fs.node(h.NodeId)
 	if n == nil {
 		return fuse.ENOENT
