@@ -64,4 +64,7 @@
 //     (exclusive) and tableMu held, so either suffices for reading them.
 //  5. fileCache.mu  the ring of open backing files; nothing is taken
 //     under it.
+//  6. reaper.mu     the queue of removed files' data to delete from the
+//     work directory (reap.go); nothing is taken under it, and nothing
+//     waits for the queue but Close and tests.
 package overlay
