@@ -76,13 +76,10 @@ func (fs *FS) WaitReaped() {
 	r.mu.Unlock()
 }
 
-// closeReaper waits for queued removals and makes later ones immediate.
+// closeReaper makes later removals immediate and waits for queued ones.
 func (fs *FS) closeReaper() {
-	r := &fs.reaper
-	r.mu.Lock()
-	r.closed = true
-	for r.busy {
-		r.idle.Wait()
-	}
-	r.mu.Unlock()
+	fs.reaper.mu.Lock()
+	fs.reaper.closed = true
+	fs.reaper.mu.Unlock()
+	fs.WaitReaped()
 }
