@@ -142,6 +142,11 @@ type SetAttr struct {
 	// (DropSetID, with InGroup), unless Mode is set too.
 	KillSUIDGID bool
 	InGroup     func(gid uint32) bool
+	// KeepMtime: the caller keeps the file's times itself and sends a
+	// new mtime whenever it sets one (the kernel's FUSE writeback cache,
+	// see WriteKeepingMtime), so a size change that comes without one
+	// leaves the real file's mtime as it was.
+	KeepMtime bool
 }
 
 // SetAttr.Valid bits.
@@ -179,6 +184,8 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 	}
 	unlock := fs.lockMeta(n)
 	err := fs.onReal(n, func(path string, fd int) error {
+		n.timesMu.Lock() // see WriteKeepingMtime
+		defer n.timesMu.Unlock()
 		if fs.upper.override != "" && a.Valid&(SetUID|SetGID|SetMode) != 0 {
 			if err := fs.setOverride(n, path, fd, a); err != nil {
 				return err
@@ -216,6 +223,23 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 			}
 		}
 		if a.Valid&SetSize != 0 {
+			if a.KeepMtime && a.Valid&(SetMtime|SetMtimeNow) == 0 {
+				// Put the mtime back after the truncate.
+				var st unix.Stat_t
+				var err error
+				if fd >= 0 {
+					err = unix.Fstat(fd, &st)
+				} else {
+					err = unix.Lstat(path, &st)
+				}
+				if err != nil {
+					return err
+				}
+				keep := *a
+				keep.Valid |= SetMtime
+				keep.Mtime = st.Mtim
+				a = &keep
+			}
 			var err error
 			if fd >= 0 {
 				err = unix.Ftruncate(fd, int64(a.Size))

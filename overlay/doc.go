@@ -58,6 +58,10 @@
 //     A filling node (fill.go) has one more lock under it, its
 //     fillState.mu: chunks are read and written holding it shared and
 //     copied holding it exclusively.
+//     Under it, Node.timesMu keeps a write that puts the real file's
+//     mtime back (WriteKeepingMtime) and Setattr's changes apart; a
+//     filling node's fillState.mu may be taken under timesMu, nothing
+//     else.
 //  4. FS.tableMu    the node table: IDs, kernel reference counts, the
 //     children maps, hard-link aliases and the hard-link index. A node's
 //     parent, name and deleted flag are written only with both treeMu

@@ -25,6 +25,21 @@ func (fs *FS) ReadAt(n *Node, dest []byte, off int64) (int, error) {
 // WriteAt writes data at off, copying the node up first if it is not in
 // the upper layer yet (a large file's data may follow: fill.go).
 func (fs *FS) WriteAt(n *Node, data []byte, off int64) (int, error) {
+	return fs.writeAt(n, data, off, false)
+}
+
+// WriteKeepingMtime writes as WriteAt does but leaves the real file's
+// modification time as it was. It is for a caller that caches writes and
+// keeps files' times itself, sending them with Setattr when they change
+// (the kernel's FUSE writeback cache): the data may arrive long after the
+// write(2) that set the time, and the time the real file records, which
+// kernel overlayfs would show, must be the one the caller showed, not the
+// moment the data arrived.
+func (fs *FS) WriteKeepingMtime(n *Node, data []byte, off int64) (int, error) {
+	return fs.writeAt(n, data, off, true)
+}
+
+func (fs *FS) writeAt(n *Node, data []byte, off int64, keepMtime bool) (int, error) {
 	b, err := fs.acquireFor(n, true, dataLazy)
 	if err != nil {
 		return 0, err
@@ -33,15 +48,35 @@ func (fs *FS) WriteAt(n *Node, data []byte, off int64) (int, error) {
 	if !n.written.Load() {
 		n.written.Store(true)
 	}
+	if !keepMtime {
+		return writeNode(n, b.fd, data, off)
+	}
+	n.timesMu.Lock()
+	defer n.timesMu.Unlock()
+	var st unix.Stat_t
+	if err := unix.Fstat(b.fd, &st); err != nil {
+		return 0, err
+	}
+	w, err := writeNode(n, b.fd, data, off)
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, st.Mtim}
+	if terr := futimens(b.fd, &ts); terr != nil && err == nil {
+		err = terr
+	}
+	return w, err
+}
+
+// writeNode writes to the node's backing file fd; the caller holds
+// n.dataMu shared.
+func writeNode(n *Node, fd int, data []byte, off int64) (int, error) {
 	f := n.fill.Load()
 	if f == nil {
-		return pwriteFull(b.fd, data, off)
+		return pwriteFull(fd, data, off)
 	}
-	unlock, err := f.lockForWrite(b.fd, off, int64(len(data)))
+	unlock, err := f.lockForWrite(fd, off, int64(len(data)))
 	if err != nil {
 		return 0, err
 	}
-	w, err := pwriteFull(b.fd, data, off)
+	w, err := pwriteFull(fd, data, off)
 	unlock(err == nil)
 	return w, err
 }

@@ -78,6 +78,10 @@ type Node struct {
 
 	dataMu  sync.RWMutex
 	backing *backing // the open real file (backing.go), nil when closed
+	// timesMu keeps a write that puts the real file's mtime back
+	// (WriteKeepingMtime) and a Setattr apart, so that the write cannot
+	// undo the times the Setattr set. Held under dataMu.
+	timesMu sync.Mutex
 	// Where an unlinked upper file's data was kept (in the work
 	// directory) for the kernel's open files of it. Written with treeMu
 	// (exclusive) and dataMu held, read with either.
