@@ -73,6 +73,7 @@ func MountHooks(o *mountopt.Options, hooks overlay.Hooks) (*Server, error) {
 	syscall.Umask(0) // modes from the kernel already have the caller's umask applied
 	raw := fusefs.New(ov, CacheTimeout)
 	raw.Passthrough = o.Passthrough
+	raw.Writeback = writeback(o)
 	// Serving one request at a time, with one P (cmd/strata/procs.go).
 	raw.Serial = !o.Threaded && runtime.GOMAXPROCS(0) == 1
 	raw.Logf = ov.Logf
@@ -176,6 +177,14 @@ var mountFlags = map[string]uintptr{
 	"nostrictatime": 0, "nolazytime": 0, "async": 0,
 }
 
+// writeback reports whether the mount gets the kernel's writeback cache:
+// asked for, and neither passthrough (which the kernel turns off with it)
+// nor read-only. mountopt settles that for command lines; this is for
+// options built by hand.
+func writeback(o *mountopt.Options) bool {
+	return o.Writeback && !o.Passthrough && !o.ReadOnly
+}
+
 func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
 	mo := &fuse.MountOptions{
 		AllowOther:               o.AllowOther,
@@ -200,8 +209,15 @@ func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
 	// truncates and chown (FUSE_HANDLE_KILLPRIV_V2), which spares a
 	// GETATTR per chown and a security.capability lookup per write.
 	mo.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
-	// (No writeback cache: with it the kernel keeps files' mtimes to
-	// itself, and they drift from what the upper layer records.)
+	if writeback(o) {
+		// The kernel caches writes and sends them in large requests
+		// later (at the latest on close or fsync), keeping regular files'
+		// sizes and times itself; fusefs.FS.Writeback keeps the upper
+		// layer's mtimes equal to the ones it shows. Untar of the Go tree:
+		// about a fifth fewer requests (one WRITE per file instead of one
+		// per write(2)).
+		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
 	if !o.Threaded {
 		// One request in flight (go-fuse lets one through whatever the
 		// limit): a single goroutine reads a request, answers it and

@@ -196,6 +196,8 @@ func (r *Runner) mountStrata(lowers []string, upper, work, mnt string, userXattr
 	o.Foreground = true
 	o.UserXattr = userXattr
 	o.Passthrough = mounttest.Passthrough()
+	o.Threaded = mounttest.Threaded()
+	o.Writeback = mounttest.Writeback()
 	srv, err := strata.Mount(o)
 	if err != nil {
 		return nil, fmt.Errorf("mount strata: %w", err)
@@ -514,11 +516,17 @@ func (s *session) runOps(phase string, ops []Op, ms, mk *mount) (Tree, Tree, *Fa
 			}
 		default:
 			removed := s.removedSlotPath(*op, ms, mk)
+			sameSize := sameSizeTruncate(*op, mk.mnt)
 			if !within(s.r.OpTimeout, func() { rs = ss.Apply(*op) }) {
 				ms.hung = true
 				return nil, nil, hangFailure(phase, i, op, "the operation")
 			}
 			rk = sk.Apply(*op)
+			if sameSize && rs.Errno == 0 && rk.Errno == 0 {
+				if err := s.evenTimes(op.Path, ms, mk); err != nil {
+					return nil, nil, s.setupFailure(err)
+				}
+			}
 			if removed != "" && rs.Errno == 0 && rk.Errno == 0 && s.buryResurrected(mk.mnt, removed) {
 				if s.r.Logf != nil {
 					s.r.Logf("allowed difference kernel-resurrects-removed: %q removed again on the kernel's mount, slot %d closed", removed, op.Slot)
@@ -615,6 +623,33 @@ func (s *session) endChecks(phase string, ms, mk *mount, strataUpper, kernelUppe
 	}
 	if d := s.filter(DiffRaw(ra, rb, "strata's upper", "kernel's upper")); len(d) > 0 {
 		return &Failure{Phase: phase, Kind: "upper-format", Step: -1, Diffs: d}
+	}
+	return nil
+}
+
+// sameSizeTruncate reports whether op is a truncate(2) by path of a
+// regular file to the size it has on the kernel's mount (the
+// fuse-truncate-same-size difference).
+func sameSizeTruncate(op Op, kernelRoot string) bool {
+	if op.Kind != OpTruncate {
+		return false
+	}
+	var st unix.Stat_t
+	err := unix.Stat(filepath.Join(kernelRoot, op.Path), &st)
+	return err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == op.Off
+}
+
+// evenTimes gives path the same explicit times on both mounts, after a
+// truncate that left its size as it was (fuse-truncate-same-size).
+func (s *session) evenTimes(path string, ms, mk *mount) error {
+	ts := []unix.Timespec{{Sec: 1010101010}, {Sec: 1010101010}}
+	for _, m := range []*mount{ms, mk} {
+		if err := unix.UtimesNano(filepath.Join(m.mnt, path), ts); err != nil {
+			return fmt.Errorf("fuse-truncate-same-size: utimes %s: %v", path, err)
+		}
+	}
+	if s.r.Logf != nil {
+		s.r.Logf("allowed difference fuse-truncate-same-size: %q given the same times on both mounts", path)
 	}
 	return nil
 }

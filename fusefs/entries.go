@@ -75,6 +75,7 @@ func (fs *FS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.Attr
 	}
 	a.Atime = unix.Timespec{Sec: int64(in.Atime), Nsec: int64(in.Atimensec)}
 	a.Mtime = unix.Timespec{Sec: int64(in.Mtime), Nsec: int64(in.Mtimensec)}
+	a.KeepMtime = fs.Writeback // see FS.Writeback
 	if a.Valid == 0 && !a.KillSUIDGID {
 		return fs.GetAttr(cancel, &fuse.GetAttrIn{InHeader: in.InHeader}, out)
 	}

@@ -42,7 +42,9 @@ func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Re
 }
 
 // Write writes to the node's data; the first write to a lower file
-// copies it up.
+// copies it up. With the writeback cache the data may come long after
+// the write(2), from the kernel's flusher, and the file's mtime is the
+// kernel's (see FS.Writeback).
 func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	fs.turn()
 	n := fs.node(in.NodeId)
@@ -55,7 +57,11 @@ func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint
 			return 0, status(err)
 		}
 	}
-	w, err := fs.ov.WriteAt(n, data, int64(in.Offset))
+	write := fs.ov.WriteAt
+	if fs.Writeback {
+		write = fs.ov.WriteKeepingMtime
+	}
+	w, err := write(n, data, int64(in.Offset))
 	return uint32(w), status(err)
 }
 

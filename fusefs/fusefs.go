@@ -47,6 +47,12 @@ type FS struct {
 	// Passthrough hands files in the upper layer to the kernel
 	// (passthrough.go). Set before mounting.
 	Passthrough bool
+	// Writeback is set when the kernel caches writes (the mount has
+	// FUSE_WRITEBACK_CACHE): it then keeps regular files' sizes and
+	// times itself, sends the data later, and sends the times it showed
+	// with SETATTR, so a WRITE must not move the real file's mtime. Set
+	// before mounting.
+	Writeback bool
 	// Logf, if set, reports what the mount cannot do as asked.
 	Logf func(format string, args ...any)
 	// Serial is set when go-fuse hands this file system one request at

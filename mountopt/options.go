@@ -37,6 +37,13 @@ type Options struct {
 	// passthrough), for an OPEN round trip per open.
 	Passthrough bool
 
+	// Writeback lets the kernel cache written data and send it to the
+	// daemon later, in large requests, keeping files' sizes and
+	// modification times itself (writeback=1, the default, as in
+	// fuse-overlayfs; writeback=0 sends every write(2) through at once).
+	// Off with Passthrough, which the kernel does not combine with it.
+	Writeback bool
+
 	// Threaded serves requests on several threads at once (threaded=1, as
 	// in fuse-overlayfs). By default one thread reads a request, answers
 	// it and reads the next (-s, threaded=0): see strata.go, serveModes.

@@ -39,6 +39,7 @@ func DefaultOptions() *Options {
 		Subtype:            "strata",
 		SquashToUID:        -1,
 		SquashToGID:        -1,
+		Writeback:          true,
 	}
 }
 
@@ -127,9 +128,10 @@ func ParseArgs(args []string) (*Options, Action, error) {
 
 // parser accumulates options over all -o flags.
 type parser struct {
-	opts     *Options
-	ro       bool
-	seenNote map[string]bool
+	opts         *Options
+	ro           bool
+	writebackSet bool // writeback= given
+	seenNote     map[string]bool
 }
 
 func (p *parser) setDebug() {
@@ -194,6 +196,16 @@ func (p *parser) finish() error {
 		return errors.New("upperdir= given without workdir=")
 	}
 	o.ReadOnly = p.ro || o.Upper == ""
+	if o.Passthrough && o.Writeback {
+		// The kernel turns passthrough off when the writeback cache is on.
+		if p.writebackSet {
+			p.notice("option writeback=1 ignored: passthrough excludes the writeback cache")
+		}
+		o.Writeback = false
+	}
+	if o.ReadOnly {
+		o.Writeback = false // nothing is written
+	}
 	return nil
 }
 
@@ -260,6 +272,18 @@ var optionTable = map[string]optionSpec{
 	}},
 	"passthrough": {argNone, func(p *parser, _, _, _ string) error {
 		p.opts.Passthrough = true
+		return nil
+	}},
+	"writeback": {argRequired, func(p *parser, name, v, _ string) error {
+		switch v {
+		case "0":
+			p.opts.Writeback = false
+		case "1":
+			p.opts.Writeback = true
+		default:
+			return fmt.Errorf("%s: invalid value %q (want 0 or 1)", name, v)
+		}
+		p.writebackSet = true
 		return nil
 	}},
 	"threaded": {argRequired, func(p *parser, name, v, _ string) error {
@@ -362,7 +386,7 @@ func init() {
 		}
 	}
 	ignore("fuse-overlayfs tuning, not used by strata",
-		"timeout", "fast_ino", "writeback", "noxattrs", "plugins",
+		"timeout", "fast_ino", "noxattrs", "plugins",
 		"static_nlink", "noacl")
 	ignore("kernel overlayfs option, not supported by strata",
 		"redirect_dir", "index", "metacopy", "xino", "nfs_export", "uuid", "verity")

@@ -64,7 +64,7 @@ func TestParseArgs(t *testing.T) {
 			want: func(o *Options) {
 				o.Lowers = []string{"/s/l/X", "/s/l/Y"}
 				o.Mountpoint = "/s/merged"
-				o.ReadOnly = true
+				o.ReadOnly, o.Writeback = true, false
 			},
 		},
 		{
@@ -117,7 +117,7 @@ func TestParseArgs(t *testing.T) {
 			want: func(o *Options) {
 				o.Lowers = []string{"/l"}
 				o.Mountpoint = filepath.Join(cwd, "-m")
-				o.ReadOnly = true
+				o.ReadOnly, o.Writeback = true, false
 			},
 		},
 		{
@@ -128,7 +128,7 @@ func TestParseArgs(t *testing.T) {
 		{
 			name: "ro with an upper layer",
 			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,ro", "/m"},
-			want: func(o *Options) { rw(o); o.ReadOnly = true },
+			want: func(o *Options) { rw(o); o.ReadOnly, o.Writeback = true, false },
 		},
 		{
 			name: "rw after ro",
@@ -138,7 +138,9 @@ func TestParseArgs(t *testing.T) {
 		{
 			name: "rw without upperdir stays read-only",
 			args: []string{"-o", "rw,lowerdir=/l", "/m"},
-			want: func(o *Options) { o.Lowers, o.Mountpoint, o.ReadOnly = []string{"/l"}, "/m", true },
+			want: func(o *Options) {
+				o.Lowers, o.Mountpoint, o.ReadOnly, o.Writeback = []string{"/l"}, "/m", true, false
+			},
 		},
 		{
 			name: "fsync=0 is volatile",
@@ -148,7 +150,26 @@ func TestParseArgs(t *testing.T) {
 		{
 			name: "passthrough",
 			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,passthrough", "/m"},
-			want: func(o *Options) { rw(o); o.Passthrough = true },
+			want: func(o *Options) { rw(o); o.Passthrough, o.Writeback = true, false },
+		},
+		{
+			name: "writeback=0",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,writeback=0", "/m"},
+			want: func(o *Options) { rw(o); o.Writeback = false },
+		},
+		{
+			name: "writeback=1 after writeback=0",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,writeback=0,writeback=1", "/m"},
+			want: rw,
+		},
+		{
+			name: "writeback=1 with passthrough",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,writeback=1,passthrough", "/m"},
+			want: func(o *Options) {
+				rw(o)
+				o.Passthrough, o.Writeback = true, false
+				o.Notices = []string{"option writeback=1 ignored: passthrough excludes the writeback cache"}
+			},
 		},
 		{
 			name: "threaded",
@@ -316,6 +337,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{"threaded=yes", mount(layers + "threaded=yes"), []string{"threaded", `"yes"`}},
 		{"threaded=-1", mount(layers + "threaded=-1"), []string{"threaded", `"-1"`}},
 		{"threaded without value", mount(layers + "threaded"), []string{"threaded: missing value"}},
+		{"writeback=2", mount(layers + "writeback=2"), []string{"writeback", `"2"`}},
+		{"writeback without value", mount(layers + "writeback"), []string{"writeback: missing value"}},
 		{"non-numeric squash_to_uid", mount(layers + "squash_to_uid=root"), []string{"squash_to_uid", `"root"`}},
 		{"negative squash_to_uid", mount(layers + "squash_to_uid=-1"), []string{"squash_to_uid", `"-1"`}},
 		{"squash_to_uid -1 in disguise", mount(layers + "squash_to_uid=4294967295"), []string{"squash_to_uid"}},
@@ -397,6 +420,16 @@ func TestParseArgsDefaults(t *testing.T) {
 	}
 	if o.Threaded {
 		t.Error("threaded by default")
+	}
+	if o.Writeback {
+		t.Error("read-only mount with the writeback cache")
+	}
+	rw, _, err := ParseArgs([]string{"-o", "lowerdir=/l,upperdir=/u,workdir=/w", "/m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rw.Writeback {
+		t.Error("read-write mount without the writeback cache by default")
 	}
 }
 

@@ -31,6 +31,10 @@ echo "== the mount suites again, serving requests on several threads (-o threade
 STRATA_TEST_THREADED=1 go test -count=1 -timeout 30m -p 2 \
 	./test/posix/ ./test/coherence/ ./difftest/ ./test/stress/
 
+echo "== the mount suites again, every write sent through at once (-o writeback=0)"
+STRATA_TEST_WRITEBACK=0 go test -count=1 -timeout 30m -p 2 \
+	./test/posix/ ./test/coherence/ ./difftest/ ./test/stress/
+
 echo "== the mount suites again, with -o passthrough"
 STRATA_TEST_PASSTHROUGH=1 go test -count=1 -timeout 30m -p 2 \
 	./fusefs/ ./test/posix/ ./test/coherence/ ./difftest/ ./test/stress/

@@ -78,6 +78,7 @@ func (s *Stack) Options() *mountopt.Options {
 	o.Foreground = true
 	o.Passthrough = Passthrough()
 	o.Threaded = Threaded()
+	o.Writeback = Writeback()
 	return o
 }
 
@@ -91,8 +92,13 @@ func Passthrough() bool { return os.Getenv("STRATA_TEST_PASSTHROUGH") == "1" }
 // one by one.
 func Threaded() bool { return os.Getenv("STRATA_TEST_THREADED") == "1" }
 
-// OptionString is the -o argument for the stack (with passthrough and
-// threaded=1 when the tests run with them).
+// Writeback reports whether the tests run with the writeback cache, the
+// default; STRATA_TEST_WRITEBACK=0 runs them with -o writeback=0, every
+// write(2) sent to the daemon as it happens.
+func Writeback() bool { return os.Getenv("STRATA_TEST_WRITEBACK") != "0" }
+
+// OptionString is the -o argument for the stack (with passthrough,
+// threaded=1 and writeback=0 when the tests run with them).
 func (s *Stack) OptionString() string {
 	o := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(s.Lowers, ":"), s.Upper, s.Work)
 	if Passthrough() {
@@ -100,6 +106,9 @@ func (s *Stack) OptionString() string {
 	}
 	if Threaded() {
 		o += ",threaded=1"
+	}
+	if !Writeback() {
+		o += ",writeback=0"
 	}
 	return o
 }

@@ -69,7 +69,7 @@ func (e *env) copyUps() (int64, error) {
 // Strata runs as a daemon process: a test that faults on a mapping served
 // by its own process could deadlock the Go runtime (a stop-the-world
 // waits for the faulting thread, which waits for the stopped server).
-func newEnv(t *testing.T, kernel bool, setup func(lower string)) *env {
+func newEnv(t *testing.T, kernel bool, setup func(lower string), strataOpts ...string) *env {
 	s := mounttest.NewStack(t, 1)
 	setup(s.Lowers[0])
 	e := &env{t: t, kernel: kernel, s: s}
@@ -77,7 +77,7 @@ func newEnv(t *testing.T, kernel bool, setup func(lower string)) *env {
 		s.MountKernel(t)
 	} else {
 		e.stats = filepath.Join(s.Dir, "stats.json")
-		s.MountDaemonEnv(t, []string{"STRATA_STATS_FILE=" + e.stats})
+		s.MountDaemonEnv(t, []string{"STRATA_STATS_FILE=" + e.stats}, strataOpts...)
 	}
 	return e
 }

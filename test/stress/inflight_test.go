@@ -120,6 +120,12 @@ func (w *worker) mmapRead(fd int, name string, ino uint64, size int64, win windo
 		return
 	}
 	at := time.Now().Format("15:04:05.000000") // to match a daemon log (-d)
+	if w.a.SizesKept {
+		var st unix.Stat_t
+		unix.Fstat(fd, &st)
+		w.fail("mmap read of shared %s: SIGBUS at %s with the writeback cache, where the kernel keeps the size itself (ino %d size at mmap %d, now %d)", name, at, ino, size, st.Size)
+		return
+	}
 	for try := 0; ; try++ {
 		if !w.inflight.overlapped(ino, win) {
 			var st unix.Stat_t

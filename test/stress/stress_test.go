@@ -74,7 +74,8 @@ func TestStress(t *testing.T) {
 	until := time.Now().Add(dur)
 	for i := range runs {
 		r := &run{result: filepath.Join(s.Dir, fmt.Sprintf("worker%02d.json", i))}
-		spec, _ := json.Marshal(workerArgs{Mnt: s.Mnt, Lowers: s.Lowers, ID: i, Seed: seed, Until: until.UnixNano(), Result: r.result, Inflight: inflight})
+		spec, _ := json.Marshal(workerArgs{Mnt: s.Mnt, Lowers: s.Lowers, ID: i, Seed: seed, Until: until.UnixNano(), Result: r.result, Inflight: inflight,
+			SizesKept: mounttest.Writeback() && !mounttest.Passthrough()})
 		r.cmd = exec.Command(os.Args[0], "-test.run=^$")
 		r.cmd.Env = append(os.Environ(), workerEnv+"="+string(spec))
 		r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
