@@ -190,7 +190,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 			if err := fs.setOverride(n, path, fd, a); err != nil {
 				return err
 			}
-			a = &SetAttr{Valid: a.Valid &^ (SetUID | SetGID | SetMode), Size: a.Size, Atime: a.Atime, Mtime: a.Mtime}
+			a = &SetAttr{Valid: a.Valid &^ (SetUID | SetGID | SetMode), Size: a.Size, Atime: a.Atime, Mtime: a.Mtime, KeepMtime: a.KeepMtime}
 		}
 		if a.Valid&(SetUID|SetGID) != 0 {
 			uid, gid := -1, -1

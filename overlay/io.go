@@ -49,7 +49,9 @@ func (fs *FS) writeAt(n *Node, data []byte, off int64, keepMtime bool) (int, err
 		n.written.Store(true)
 	}
 	if !keepMtime {
-		return writeNode(n, b.fd, data, off)
+		w, err := writeNode(n, b.fd, data, off)
+		fs.startWriteout(b.fd, off, w)
+		return w, err
 	}
 	n.timesMu.Lock()
 	defer n.timesMu.Unlock()
@@ -58,11 +60,30 @@ func (fs *FS) writeAt(n *Node, data []byte, off int64, keepMtime bool) (int, err
 		return 0, err
 	}
 	w, err := writeNode(n, b.fd, data, off)
+	fs.startWriteout(b.fd, off, w)
 	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, st.Mtim}
 	if terr := futimens(b.fd, &ts); terr != nil && err == nil {
 		err = terr
 	}
 	return w, err
+}
+
+// streamWrite is the size from which a write is taken for part of a
+// stream (a large file being written, or the kernel writing a file's
+// cached pages back), whose data should start for the disk at once.
+const streamWrite = 512 << 10
+
+// startWriteout starts writing a large write's data to the disk without
+// waiting for it (sync_file_range, SYNC_FILE_RANGE_WRITE). Left alone,
+// the data would sit in the real file system's page cache until the
+// writer's fsync or the kernel's dirty limits and then be written in one
+// go while the writer waits; started now, the disk works while the next
+// requests arrive. Nothing waits for it and a volatile mount skips it.
+func (fs *FS) startWriteout(fd int, off int64, n int) {
+	if n < streamWrite || fs.cfg.Volatile {
+		return
+	}
+	unix.SyncFileRange(fd, off, int64(n), unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // writeNode writes to the node's backing file fd; the caller holds
