@@ -174,6 +174,15 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 		}
 		limit = int64(a.Size)
 	}
+	if n.deleted.Load() && a.Valid == SetMtime && !a.KillSUIDGID {
+		// A removed object's mtime set to what it is: the kernel's
+		// writeback cache sends that when it lets go of an inode whose
+		// ctime it changed (an unlink's). A lower file would be copied up
+		// for nothing that anyone could see.
+		if st, err := fs.Getattr(n); err == nil && st.Mtim == a.Mtime {
+			return st, nil
+		}
+	}
 	if n.deleted.Load() {
 		if st, ok := fs.setGone(n, a); ok {
 			return st, nil

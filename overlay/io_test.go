@@ -92,3 +92,34 @@ func TestWriteKeepingMtimeRacesSetattr(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedSameMtimeCopiesNothing: setting a removed lower file's mtime
+// to what it is (the kernel's writeback cache does, when it lets go of an
+// unlinked inode) copies nothing up; a real change still does.
+func TestRemovedSameMtimeCopiesNothing(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "f=lower data", "g=lower data")
+	fs := s.mount()
+	root, _ := mustWalk(t, fs, "")
+	f, st := mustWalk(t, fs, "f")
+	g, _ := mustWalk(t, fs, "g")
+	wantErrno(t, "unlink f", fs.Unlink(root, "f"), 0)
+	wantErrno(t, "unlink g", fs.Unlink(root, "g"), 0)
+	got, err := fs.Setattr(f, &overlay.SetAttr{Valid: overlay.SetMtime, Mtime: st.Mtim, KeepMtime: true})
+	if err != nil || got.Mtim != st.Mtim {
+		t.Fatalf("Setattr of the same mtime: %v, %v", got.Mtim, err)
+	}
+	if n := fs.Stats().CopyUps; n != 0 {
+		t.Errorf("%d copy-ups after setting a removed file's mtime to what it was", n)
+	}
+	later := unix.Timespec{Sec: st.Mtim.Sec + 100}
+	if got, err := fs.Setattr(g, &overlay.SetAttr{Valid: overlay.SetMtime, Mtime: later, KeepMtime: true}); err != nil || got.Mtim != later {
+		t.Fatalf("Setattr of a new mtime on a removed file: %v, %v", got.Mtim, err)
+	}
+	if n := fs.Stats().CopyUps; n != 1 {
+		t.Errorf("%d copy-ups after a removed file's mtime changed, want 1", n)
+	}
+	if got, err := fs.Getattr(g); err != nil || got.Mtim != later {
+		t.Errorf("removed file's mtime %v, %v; want %v", got.Mtim, err, later)
+	}
+}
