@@ -260,31 +260,18 @@ var optionTable = map[string]optionSpec{
 		return nil
 	}},
 	"fsync": {argRequired, func(p *parser, name, v, _ string) error {
-		switch v {
-		case "0":
-			p.opts.Volatile = true
-		case "1":
-			p.opts.Volatile = false
-		default:
-			return fmt.Errorf("%s: invalid value %q (want 0 or 1)", name, v)
-		}
-		return nil
+		on, err := zeroOne(name, v)
+		p.opts.Volatile = !on
+		return err
 	}},
 	"passthrough": {argNone, func(p *parser, _, _, _ string) error {
 		p.opts.Passthrough = true
 		return nil
 	}},
-	"writeback": {argRequired, func(p *parser, name, v, _ string) error {
-		switch v {
-		case "0":
-			p.opts.Writeback = false
-		case "1":
-			p.opts.Writeback = true
-		default:
-			return fmt.Errorf("%s: invalid value %q (want 0 or 1)", name, v)
-		}
+	"writeback": {argRequired, func(p *parser, name, v, _ string) (err error) {
+		p.opts.Writeback, err = zeroOne(name, v)
 		p.writebackSet = true
-		return nil
+		return err
 	}},
 	"threaded": {argRequired, func(p *parser, name, v, _ string) error {
 		n, err := strconv.Atoi(v)
@@ -405,6 +392,17 @@ func init() {
 	ignore("fstab option, meaningless here",
 		"auto", "noauto", "user", "nouser", "users", "owner", "group",
 		"_netdev", "nofail", "comment")
+}
+
+// zeroOne parses the value of a 0|1 option.
+func zeroOne(name, v string) (bool, error) {
+	switch v {
+	case "0":
+		return false, nil
+	case "1":
+		return true, nil
+	}
+	return false, fmt.Errorf("%s: invalid value %q (want 0 or 1)", name, v)
 }
 
 // kernelOption hands an option to the kernel's FUSE mount as it was given.
