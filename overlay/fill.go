@@ -324,16 +324,12 @@ func (fs *FS) fillNextChunk(n *Node) (more bool, err error) {
 // modification time and capability, which copying changes. The caller
 // holds f.mu exclusively.
 func fillChunkKeepingMeta(f *fillState, dst int, c int64) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(dst, &st); err != nil {
-		return err
-	}
-	caps, _ := realRef{fd: dst}.getXattr(xattrCaps)
-	if err := f.copyChunk(dst, c); err != nil {
-		return err
-	}
-	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, st.Mtim}
-	if err := futimens(dst, &ts); err != nil {
+	var caps []byte
+	err := keepingMtime(dst, func() error {
+		caps, _ = realRef{fd: dst}.getXattr(xattrCaps)
+		return f.copyChunk(dst, c)
+	})
+	if err != nil {
 		return err
 	}
 	if caps != nil {

@@ -49,23 +49,31 @@ func (fs *FS) writeAt(n *Node, data []byte, off int64, keepMtime bool) (int, err
 		n.written.Store(true)
 	}
 	if !keepMtime {
-		w, err := writeNode(n, b.fd, data, off)
-		fs.startWriteout(b.fd, off, w)
-		return w, err
+		return fs.writeNode(n, b.fd, data, off)
 	}
 	n.timesMu.Lock()
 	defer n.timesMu.Unlock()
+	var w int
+	err = keepingMtime(b.fd, func() (err error) {
+		w, err = fs.writeNode(n, b.fd, data, off)
+		return err
+	})
+	return w, err
+}
+
+// keepingMtime runs change on the real file fd and then puts the file's
+// modification time back as it was before.
+func keepingMtime(fd int, change func() error) error {
 	var st unix.Stat_t
-	if err := unix.Fstat(b.fd, &st); err != nil {
-		return 0, err
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
 	}
-	w, err := writeNode(n, b.fd, data, off)
-	fs.startWriteout(b.fd, off, w)
+	err := change()
 	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, st.Mtim}
-	if terr := futimens(b.fd, &ts); terr != nil && err == nil {
+	if terr := futimens(fd, &ts); terr != nil && err == nil {
 		err = terr
 	}
-	return w, err
+	return err
 }
 
 // streamWrite is the size from which a write is taken for part of a
@@ -86,9 +94,10 @@ func (fs *FS) startWriteout(fd int, off int64, n int) {
 	unix.SyncFileRange(fd, off, int64(n), unix.SYNC_FILE_RANGE_WRITE)
 }
 
-// writeNode writes to the node's backing file fd; the caller holds
-// n.dataMu shared.
-func writeNode(n *Node, fd int, data []byte, off int64) (int, error) {
+// writeNode writes to the node's backing file fd and starts a large
+// write's data for the disk; the caller holds n.dataMu shared.
+func (fs *FS) writeNode(n *Node, fd int, data []byte, off int64) (w int, err error) {
+	defer func() { fs.startWriteout(fd, off, w) }()
 	f := n.fill.Load()
 	if f == nil {
 		return pwriteFull(fd, data, off)
@@ -97,7 +106,7 @@ func writeNode(n *Node, fd int, data []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	w, err := pwriteFull(fd, data, off)
+	w, err = pwriteFull(fd, data, off)
 	unlock(err == nil)
 	return w, err
 }
