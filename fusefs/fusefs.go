@@ -19,8 +19,12 @@
 //     the object's single kernel inode across opens, with no automatic
 //     invalidation (explicit data cache control), which is what keeps
 //     mappings coherent across copy-up.
-//   - Writes go through to the daemon (no writeback cache), so the upper
-//     layer's times are the ones the mount shows.
+//   - Writes are cached by the kernel (FUSE_WRITEBACK_CACHE, unless
+//     -o writeback=0, passthrough or a read-only mount): it keeps regular
+//     files' sizes and mtimes itself, sends the data later in large
+//     WRITEs and the times it showed in SETATTRs, so a WRITE puts the
+//     real file's mtime back (overlay.FS.WriteKeepingMtime) and the upper
+//     layer ends up with the times the mount showed.
 //   - The daemon drops set-id bits on unprivileged writes and truncates
 //     (FUSE_HANDLE_KILLPRIV_V2).
 package fusefs
