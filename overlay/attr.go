@@ -41,7 +41,7 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 		if n.grave == "" {
 			return st, unix.ENOENT
 		}
-		if err := unix.Lstat(n.grave, &st); err != nil {
+		if err := unix.Fstatat(fs.workDir, fs.workRel(n.grave), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return st, err
 		}
 		if fs.upper.override != "" {
@@ -192,11 +192,11 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 		return st, err
 	}
 	unlock := fs.lockMeta(n)
-	err := fs.onReal(n, func(path string, fd int) error {
+	err := fs.onReal(n, func(at realAt, fd int) error {
 		n.timesMu.Lock() // see WriteKeepingMtime
 		defer n.timesMu.Unlock()
 		if fs.upper.override != "" && a.Valid&(SetUID|SetGID|SetMode) != 0 {
-			if err := fs.setOverride(n, path, fd, a); err != nil {
+			if err := fs.setOverride(n, at.path, fd, a); err != nil {
 				return err
 			}
 			a = &SetAttr{Valid: a.Valid &^ (SetUID | SetGID | SetMode), Size: a.Size, Atime: a.Atime, Mtime: a.Mtime, KeepMtime: a.KeepMtime}
@@ -214,7 +214,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 			if fd >= 0 {
 				err = unix.Fchown(fd, uid, gid)
 			} else {
-				err = unix.Lchown(path, uid, gid)
+				err = unix.Fchownat(at.dir, at.rel, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 			}
 			if err != nil {
 				return err
@@ -225,7 +225,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 			if fd >= 0 {
 				err = unix.Fchmod(fd, a.Mode&07777)
 			} else {
-				err = unix.Chmod(path, a.Mode&07777)
+				err = unix.Fchmodat(at.dir, at.rel, a.Mode&07777, 0)
 			}
 			if err != nil {
 				return err
@@ -239,7 +239,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 				if fd >= 0 {
 					err = unix.Fstat(fd, &st)
 				} else {
-					err = unix.Lstat(path, &st)
+					err = unix.Fstatat(at.dir, at.rel, &st, unix.AT_SYMLINK_NOFOLLOW)
 				}
 				if err != nil {
 					return err
@@ -256,7 +256,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 					err = truncateViaProc(fd, int64(a.Size))
 				}
 			} else {
-				err = unix.Truncate(path, int64(a.Size))
+				err = unix.Truncate(at.path, int64(a.Size))
 			}
 			if err != nil {
 				return err
@@ -279,7 +279,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 			if fd >= 0 {
 				return futimens(fd, &ts)
 			}
-			return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts[:], unix.AT_SYMLINK_NOFOLLOW)
+			return unix.UtimesNanoAt(at.dir, at.rel, ts[:], unix.AT_SYMLINK_NOFOLLOW)
 		}
 		return nil
 	})
@@ -365,9 +365,15 @@ func (fs *FS) setGone(n *Node, a *SetAttr) (st unix.Stat_t, ok bool) {
 // does. Through FUSE the kernel leaves that to the daemon
 // (FUSE_HANDLE_KILLPRIV_V2), whose own writes, as root, keep them.
 func (fs *FS) DropSetID(n *Node, inGroup func(gid uint32) bool) error {
+	_, err := fs.dropSetID(n, inGroup)
+	return err
+}
+
+// dropSetID is DropSetID, and returns the node's attributes after it.
+func (fs *FS) dropSetID(n *Node, inGroup func(gid uint32) bool) (unix.Stat_t, error) {
 	st, err := fs.Getattr(n)
 	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&(unix.S_ISUID|unix.S_ISGID) == 0 {
-		return err
+		return st, err
 	}
 	mode := st.Mode & 07777
 	keep := mode &^ unix.S_ISUID
@@ -375,27 +381,34 @@ func (fs *FS) DropSetID(n *Node, inGroup func(gid uint32) bool) error {
 		keep &^= unix.S_ISGID
 	}
 	if keep == mode {
-		return nil
+		return st, nil
 	}
-	_, err = fs.Setattr(n, &SetAttr{Valid: SetMode, Mode: keep})
-	return err
+	return fs.Setattr(n, &SetAttr{Valid: SetMode, Mode: keep})
+}
+
+// realAt names a real object for the *at system calls: rel relative to
+// the directory descriptor dir. path names it too, for the calls that
+// have no *at form.
+type realAt struct {
+	dir       int
+	rel, path string
 }
 
 // onReal runs fn on the node's upper object: on the backing file's
-// descriptor when one is open (fd >= 0), else on its path.
-func (fs *FS) onReal(n *Node, fn func(path string, fd int) error) error {
+// descriptor when one is open (fd >= 0), else by name (at).
+func (fs *FS) onReal(n *Node, fn func(at realAt, fd int) error) error {
 	fs.treeMu.RLock()
 	defer fs.treeMu.RUnlock()
 	n.dataMu.RLock()
 	defer n.dataMu.RUnlock()
 	if n.dataPending.Load() {
-		return fn("", n.metaFd)
+		return fn(realAt{}, n.metaFd)
 	}
 	if b := n.backing; b != nil && b.upper {
-		return fn("", b.fd)
+		return fn(realAt{}, b.fd)
 	}
 	if n.deleted.Load() && n.grave != "" {
-		return fn(n.grave, -1)
+		return fn(realAt{dir: fs.workDir, rel: fs.workRel(n.grave), path: n.grave}, -1)
 	}
 	if n.deleted.Load() || n.anon {
 		return unix.ENOENT
@@ -403,7 +416,12 @@ func (fs *FS) onReal(n *Node, fn func(path string, fd int) error) error {
 	if !n.upper {
 		return unix.EIO // copy-up did not happen: a bug, not a user error
 	}
-	return fn(fs.upper.path(n.rel()), -1)
+	rel := n.rel()
+	path := fs.upper.path(rel)
+	if rel == "" {
+		rel = "."
+	}
+	return fn(realAt{dir: fs.upper.fd, rel: rel, path: path}, -1)
 }
 
 func futimens(fd int, ts *[2]unix.Timespec) error {

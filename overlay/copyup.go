@@ -402,10 +402,14 @@ func (fs *FS) linkCopy(fd int, tmpPath, rel string) error {
 	return err
 }
 
-// realRef names a real object by descriptor (fd > 0) or by path.
+// realRef names a real object by descriptor (fd > 0) or by path; when
+// layer is set, path is rel in that layer, for the calls that can take
+// the layer's descriptor instead.
 type realRef struct {
-	fd   int
-	path string
+	fd    int
+	path  string
+	layer *Layer
+	rel   string
 }
 
 // copyMeta gives dst the xattrs, owner, mode and times of src (whose

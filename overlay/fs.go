@@ -343,9 +343,15 @@ func unescapeMountinfo(s string) string {
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
-// tmpName returns a fresh name inside the work directory.
+// tmpName returns the path of a fresh name inside the work directory.
 func (fs *FS) tmpName() string {
 	return fmt.Sprintf("%s/#%x", fs.work, fs.tmpSeq.Add(1))
+}
+
+// workRel returns the name inside the work directory of a path tmpName
+// made, for the *at calls on fs.workDir.
+func (fs *FS) workRel(path string) string {
+	return strings.TrimPrefix(path, fs.work+"/")
 }
 
 // fsync syncs fd unless the overlay is volatile.

@@ -56,7 +56,7 @@ func (fs *FS) lookupEntryListed(parent *Node, name string, ent *DirEntry) (entry
 			if e.kind != unix.S_IFDIR {
 				return e, nil
 			}
-			if fs.hasOpaqueXattr(fs.upper.path(rel)) {
+			if fs.opaque(fs.upper, rel) {
 				e.opaque = true
 				return e, nil
 			}
@@ -156,16 +156,17 @@ func (fs *FS) lowerVisible(parent *Node, name string) bool {
 	return len(e.lowers) > 0
 }
 
-func (fs *FS) hasOpaqueXattr(path string) bool {
+// opaque reports whether directory rel of l has the opaque xattr.
+func (fs *FS) opaque(l *Layer, rel string) bool {
 	var buf [2]byte
-	n, err := unix.Lgetxattr(path, fs.xOpaque, buf[:])
+	n, err := l.getxattr(rel, fs.xOpaque, buf[:])
 	return err == nil && n == 1 && buf[0] == 'y'
 }
 
 // lowerOpaque reports whether a lower directory stops the merge: the
 // kernel's opaque xattr or an OCI ".wh..wh..opq" marker.
 func (fs *FS) lowerOpaque(l *Layer, rel string) bool {
-	return fs.hasOpaqueXattr(l.path(rel)) || l.exists(joinRel(rel, ociOpaqueMarker))
+	return fs.opaque(l, rel) || l.exists(joinRel(rel, ociOpaqueMarker))
 }
 
 func joinRel(dir, name string) string {
@@ -178,18 +179,20 @@ func joinRel(dir, name string) string {
 // inoOf returns the overlay inode number for what e found: an upper
 // object keeps the number recorded at its copy-up; anything else uses
 // its top-most real inode.
-func (fs *FS) inoOf(e *entry, upperPath string) uint64 {
+func (fs *FS) inoOf(e *entry, upperRel string) uint64 {
 	if e.upper {
-		if ino, ok := fs.readOrigin(upperPath); ok {
+		if ino, ok := fs.readOrigin(upperRel); ok {
 			return ino
 		}
 	}
 	return fs.inos.ino(e.stLayer, e.st.Ino)
 }
 
-func (fs *FS) readOrigin(path string) (uint64, bool) {
+// readOrigin reads the overlay inode number recorded on upper object rel
+// at its copy-up.
+func (fs *FS) readOrigin(rel string) (uint64, bool) {
 	var buf [8]byte
-	n, err := unix.Lgetxattr(path, fs.xOrigin, buf[:])
+	n, err := fs.upper.getxattr(rel, fs.xOrigin, buf[:])
 	if err != nil || n != 8 {
 		return 0, false
 	}
@@ -293,12 +296,12 @@ func (fs *FS) nodeFor(parent *Node, name string, e *entry) *Node {
 	fs.tableMu.Unlock()
 
 	n := &Node{fs: fs, kind: e.kind, upper: e.upper, lowers: e.lowers}
-	upperPath := ""
+	upperRel := ""
 	if e.upper {
-		upperPath = fs.upper.path(joinRel(parent.rel(), name))
+		upperRel = joinRel(parent.rel(), name)
 		n.upperIno = e.st.Ino
 	}
-	n.ino = fs.inoOf(e, upperPath) // reads an xattr: not under tableMu
+	n.ino = fs.inoOf(e, upperRel) // reads an xattr: not under tableMu
 
 	fs.tableMu.Lock()
 	defer fs.tableMu.Unlock()

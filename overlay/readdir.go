@@ -140,14 +140,13 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 		at = map[string]int{}
 	}
 	if upper {
-		p := fs.upper.path(rel)
 		ents, err := readDirAt(fs.upper, rel)
 		if err != nil {
 			return nil, 0, err
 		}
 		for _, e := range ents {
 			seen[e.name] = struct{}{}
-			if e.dtype == unix.DT_CHR && fs.isWhiteoutAt(p+"/"+e.name) {
+			if e.dtype == unix.DT_CHR && isWhiteoutIn(fs.upper, joinRel(rel, e.name)) {
 				continue
 			}
 			ino := fs.inos.ino(fs.upper, e.ino)
@@ -155,7 +154,7 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 				// In a merged directory an upper entry may be a copy-up,
 				// which keeps its lower inode number (as the kernel
 				// reports it in merged directories).
-				if o, ok := fs.readOrigin(p + "/" + e.name); ok {
+				if o, ok := fs.readOrigin(joinRel(rel, e.name)); ok {
 					ino = o
 				}
 			}
@@ -170,7 +169,6 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 	}
 	for _, li := range lowers {
 		l := fs.layers[li]
-		p := l.path(rel)
 		ents, err := readDirAt(l, rel)
 		if err != nil {
 			if err == unix.ENOENT || err == unix.ENOTDIR {
@@ -194,7 +192,7 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 				continue
 			}
 			seen[e.name] = struct{}{}
-			if e.dtype == unix.DT_CHR && fs.isWhiteoutAt(p+"/"+e.name) {
+			if e.dtype == unix.DT_CHR && isWhiteoutIn(l, joinRel(rel, e.name)) {
 				continue
 			}
 			if at != nil {
@@ -223,6 +221,12 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 func (fs *FS) isWhiteoutAt(path string) bool {
 	var st unix.Stat_t
 	return unix.Lstat(path, &st) == nil && isWhiteout(&st)
+}
+
+// isWhiteoutIn reports whether rel in layer l is a whiteout.
+func isWhiteoutIn(l *Layer, rel string) bool {
+	var st unix.Stat_t
+	return l.lstat(rel, &st) == nil && isWhiteout(&st)
 }
 
 // ReadDirAt returns the directory's entries whose cookies come after the

@@ -33,7 +33,7 @@ func (fs *FS) reap(path string) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		unix.Unlink(path)
+		fs.unlinkWork(path)
 		return
 	}
 	r.queue = append(r.queue, path)
@@ -43,6 +43,12 @@ func (fs *FS) reap(path string) {
 	if start {
 		go fs.reapQueued()
 	}
+}
+
+// unlinkWork removes a file tmpName named, from the work directory's
+// descriptor.
+func (fs *FS) unlinkWork(path string) {
+	unix.Unlinkat(fs.workDir, fs.workRel(path), 0)
 }
 
 // reapQueued removes queued paths until the queue is empty. One runs at a
@@ -56,7 +62,7 @@ func (fs *FS) reapQueued() {
 		r.queue = nil
 		r.mu.Unlock()
 		for _, p := range batch {
-			unix.Unlink(p)
+			fs.unlinkWork(p)
 		}
 		r.mu.Lock()
 	}

@@ -44,7 +44,6 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 	}
 	isDir := e.kind == unix.S_IFDIR
 	rel := parent.childRel(name)
-	dst := fs.upper.path(rel)
 	needWhiteout := len(e.lowers) > 0 || fs.lowerVisible(parent, name)
 	fs.tableMu.Lock()
 	c := parent.children[name]
@@ -53,7 +52,7 @@ func (fs *FS) remove(parent *Node, name string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	grave, err := fs.removeUpper(dst, e.upper, isDir, needWhiteout, keep)
+	grave, err := fs.removeUpper(rel, e.upper, isDir, needWhiteout, keep)
 	if err != nil {
 		return err
 	}
@@ -162,41 +161,43 @@ func (fs *FS) removable(parent *Node, name string, dir bool) (entry, error) {
 	return e, nil
 }
 
-// removeUpper removes the upper object at dst (if any), leaving a
+// removeUpper removes the upper object at rel (if any), leaving a
 // whiteout when asked, atomically: the whiteout replaces the object in
 // one rename. With keep, a regular file is moved into the work directory
 // instead of removed, and its new path returned.
-func (fs *FS) removeUpper(dst string, exists, isDir, whiteout, keep bool) (grave string, err error) {
+func (fs *FS) removeUpper(rel string, exists, isDir, whiteout, keep bool) (grave string, err error) {
+	up := fs.upper.fd
 	if !exists {
 		if !whiteout {
 			return "", nil
 		}
-		return "", unix.Mknod(dst, unix.S_IFCHR, 0)
+		return "", unix.Mknodat(up, rel, unix.S_IFCHR, 0)
 	}
 	if !whiteout {
 		switch {
 		case isDir:
-			clearWhiteouts(dst)
-			return "", unix.Rmdir(dst)
+			clearWhiteouts(fs.upper, rel)
+			return "", unix.Unlinkat(up, rel, unix.AT_REMOVEDIR)
 		case keep:
 			grave = fs.tmpName()
-			return grave, unix.Rename(dst, grave)
+			return grave, unix.Renameat(up, rel, fs.workDir, fs.workRel(grave))
 		}
-		return "", unix.Unlink(dst)
+		return "", unix.Unlinkat(up, rel, 0)
 	}
 	wh := fs.tmpName()
-	if err := unix.Mknod(wh, unix.S_IFCHR, 0); err != nil {
+	whRel := fs.workRel(wh)
+	if err := unix.Mknodat(fs.workDir, whRel, unix.S_IFCHR, 0); err != nil {
 		return "", err
 	}
 	if !isDir && !keep {
-		if err := unix.Rename(wh, dst); err != nil {
-			unix.Unlink(wh)
+		if err := unix.Renameat(fs.workDir, whRel, up, rel); err != nil {
+			unix.Unlinkat(fs.workDir, whRel, 0)
 			return "", err
 		}
 		return "", nil
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, wh, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); err != nil {
-		unix.Unlink(wh)
+	if err := unix.Renameat2(fs.workDir, whRel, up, rel, unix.RENAME_EXCHANGE); err != nil {
+		unix.Unlinkat(fs.workDir, whRel, 0)
 		return "", err
 	}
 	if keep {
@@ -208,11 +209,11 @@ func (fs *FS) removeUpper(dst string, exists, isDir, whiteout, keep bool) (grave
 
 // clearWhiteouts removes the whiteouts of an upper directory that is
 // empty in the merged view, so the real directory can go.
-func clearWhiteouts(dir string) {
-	ents, _ := readDirRaw(dir)
+func clearWhiteouts(l *Layer, rel string) {
+	ents, _ := readDirAt(l, rel)
 	for _, e := range ents {
 		if e.dtype == unix.DT_CHR {
-			unix.Unlink(dir + "/" + e.name)
+			unix.Unlinkat(l.fd, joinRel(rel, e.name), 0)
 		}
 	}
 }

@@ -152,7 +152,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 				return unix.ENOTEMPTY
 			}
 			if de.upper {
-				clearWhiteouts(dstPath)
+				clearWhiteouts(fs.upper, np.childRel(nname))
 			}
 		}
 	}

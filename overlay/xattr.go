@@ -125,7 +125,8 @@ func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 	if l == nil {
 		return unix.ENOENT
 	}
-	return fn(realRef{path: l.path(n.rel())})
+	rel := n.rel()
+	return fn(realRef{path: l.path(rel), layer: l, rel: rel})
 }
 
 // GetXattr reads an xattr into dest and returns its size; with an empty
@@ -138,7 +139,9 @@ func (fs *FS) GetXattr(n *Node, name string, dest []byte) (int, error) {
 	var size int
 	err := fs.readRef(n, func(r realRef) error {
 		var err error
-		if r.path != "" {
+		if r.layer != nil {
+			size, err = r.layer.getxattr(r.rel, name, dest)
+		} else if r.path != "" {
 			size, err = unix.Lgetxattr(r.path, name, dest)
 		} else {
 			size, err = unix.Fgetxattr(r.fd, name, dest)
@@ -226,11 +229,11 @@ func (fs *FS) changeXattr(n *Node, fn func(r realRef) error) error {
 	}
 	unlock := fs.lockMeta(n)
 	defer unlock()
-	return fs.onReal(n, func(path string, fd int) error {
+	return fs.onReal(n, func(at realAt, fd int) error {
 		if fd >= 0 {
 			return fn(realRef{fd: fd})
 		}
-		return fn(realRef{path: path})
+		return fn(realRef{path: at.path})
 	})
 }
 
