@@ -288,9 +288,7 @@ func (fs *FS) Setattr(n *Node, a *SetAttr) (unix.Stat_t, error) {
 		return st, err
 	}
 	if a.KillSUIDGID && a.Valid&SetMode == 0 {
-		if err := fs.DropSetID(n, a.InGroup); err != nil {
-			return st, err
-		}
+		return fs.dropSetID(n, a.InGroup)
 	}
 	return fs.Getattr(n)
 }
