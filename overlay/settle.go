@@ -35,6 +35,7 @@ type pendingSet struct {
 	nodes []*Node
 	space *sync.Cond // signalled when the queue shrinks
 	wake  chan struct{}
+	full  chan struct{} // the queue is half full: settle without waiting
 	stop  chan struct{}
 	done  chan struct{}
 
@@ -47,6 +48,7 @@ type pendingSet struct {
 func (p *pendingSet) init() {
 	p.space = sync.NewCond(&p.mu)
 	p.wake = make(chan struct{}, 1)
+	p.full = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
 	p.done = make(chan struct{})
 	p.fillSem = make(chan struct{}, fillWorkers)
@@ -65,17 +67,35 @@ func (fs *FS) addPending(n *Node) {
 	p.mu.Lock()
 	for len(p.nodes) >= maxPending {
 		p.kick()
+		p.hurry()
 		p.space.Wait()
 	}
 	p.nodes = append(p.nodes, n)
+	if len(p.nodes) >= maxPending/2 {
+		p.hurry()
+	}
 	p.mu.Unlock()
 	p.kick()
 }
 
+// hurry ends the linker's wait for more copy-ups: the queue is filling,
+// and copy-ups would soon wait for room in it.
+func (p *pendingSet) hurry() {
+	select {
+	case p.full <- struct{}{}:
+	default:
+	}
+}
+
 // gatherTime is how long the linker lets copy-ups gather before it
-// flushes them: one flush of the filesystem (a journal commit) per batch,
-// and foreground work stalls less on commits the fewer there are.
-const gatherTime = 10 * time.Millisecond
+// flushes them, unless the queue fills up first: one flush of the
+// filesystem (a journal commit and the disk's cache) per batch, and
+// foreground work stalls less on commits the fewer there are. chmod of
+// 11.5k lower files, 3 runs each, alternated: 10 ms 4.4-4.8 s, 50 ms
+// 3.7-4.2 s, 200 ms 3.8-4.2 s; touch 4.7-6.4, 4.0-4.7 and 3.9-4.2 s.
+// Without cutting the wait short when the queue fills, 200 ms took
+// 6.3 s: copy-ups waited for room.
+const gatherTime = 50 * time.Millisecond
 
 // fillWorkers is how many copies the linker fills with data at once.
 const fillWorkers = 4
@@ -105,6 +125,8 @@ func (fs *FS) linker() {
 		case <-p.stop:
 			return
 		case <-t.C:
+		case <-p.full:
+			t.Stop()
 		}
 		if h := fs.Hooks.LinkerBatch; h != nil {
 			h()
