@@ -131,7 +131,7 @@ func TestWritebackKeepsUpperMtimes(t *testing.T) {
 		shown[step.name] = st.Mtim
 	}
 	// What the next mount shows comes from the upper layer.
-	mounttest.ForceUnmount(s.Mnt)
+	s.UnmountDaemon(t)
 	s.MountDaemon(t, "writeback=1")
 	for name, want := range shown {
 		var st unix.Stat_t

@@ -239,6 +239,16 @@ func (s *Stack) MountDaemonEnv(t testing.TB, env []string, extraOpts ...string) 
 	})
 }
 
+// UnmountDaemon unmounts a daemon MountDaemon started and waits for it to
+// exit: until it has, it holds the work directory, and a new mount of the
+// same layers is refused.
+func (s *Stack) UnmountDaemon(t testing.TB) {
+	t.Helper()
+	pid := daemonPid(Binary(t), s.Mnt)
+	ForceUnmount(s.Mnt)
+	waitGone(t, pid)
+}
+
 // daemonPid finds the strata daemon serving mnt.
 func daemonPid(bin, mnt string) int {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -264,13 +274,26 @@ func waitGone(t testing.TB, pid int) {
 		return
 	}
 	for i := 0; i < 250; i++ {
-		if unix.Kill(pid, 0) == unix.ESRCH {
+		if unix.Kill(pid, 0) == unix.ESRCH || zombie(pid) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Errorf("strata daemon %d still running 5 s after its unmount; killing it", pid)
 	unix.Kill(pid, unix.SIGKILL)
+}
+
+// zombie reports whether pid has exited and waits to be reaped (a
+// daemon's parent is whoever adopted it, which may take its time): it
+// holds nothing any more.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // Mounted reports whether mnt is a mount point in /proc/self/mountinfo,
