@@ -91,7 +91,7 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	target := dst
 	if viaWork {
 		target = fs.tmpName()
-		dirfd, targetRel = unix.AT_FDCWD, target
+		dirfd, targetRel = fs.workDir, fs.workRel(target)
 		madeGID = fs.selfGID // the work directory is not setgid
 	}
 
@@ -114,9 +114,9 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 			unix.Close(fd)
 		}
 		if obj.Kind == unix.S_IFDIR {
-			unix.Rmdir(target)
+			unix.Unlinkat(dirfd, targetRel, unix.AT_REMOVEDIR)
 		} else {
-			unix.Unlink(target)
+			unix.Unlinkat(dirfd, targetRel, 0)
 		}
 		return nil, nil, st, err
 	}
@@ -130,7 +130,7 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		}
 	}
 	if mode&(unix.S_ISUID|unix.S_ISGID) != 0 && obj.Kind != unix.S_IFLNK {
-		if err := unix.Chmod(target, mode); err != nil { // chown cleared them
+		if err := unix.Fchmodat(dirfd, targetRel, mode, 0); err != nil { // chown cleared them
 			return fail(err)
 		}
 	}
@@ -139,15 +139,15 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 			if err := unix.Lsetxattr(target, fs.xOpaque, []byte("y"), 0); err != nil {
 				return fail(err)
 			}
-			if err := unix.Renameat2(unix.AT_FDCWD, target, unix.AT_FDCWD, dst, unix.RENAME_EXCHANGE); err != nil {
+			if err := unix.Renameat2(dirfd, targetRel, fs.upper.fd, dstRel, unix.RENAME_EXCHANGE); err != nil {
 				return fail(err)
 			}
-			unix.Unlink(target) // the whiteout, now in the work directory
-		} else if err := unix.Rename(target, dst); err != nil {
+			unix.Unlinkat(dirfd, targetRel, 0) // the whiteout, now in the work directory
+		} else if err := unix.Renameat(dirfd, targetRel, fs.upper.fd, dstRel); err != nil {
 			return fail(err)
 		}
 	} else if viaWork {
-		if err := unix.Renameat2(unix.AT_FDCWD, target, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE); err != nil {
+		if err := unix.Renameat2(dirfd, targetRel, fs.upper.fd, dstRel, unix.RENAME_NOREPLACE); err != nil {
 			return fail(err)
 		}
 	}
@@ -216,18 +216,19 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	} else if err != unix.ENOENT {
 		return st, err
 	}
-	src := fs.upper.path(n.rel())
-	dst := fs.upper.path(parent.childRel(name))
-	if fs.isWhiteoutAt(dst) {
-		tmp := fs.tmpName()
-		if err := unix.Link(src, tmp); err != nil {
+	up := fs.upper.fd
+	srcRel, dstRel := n.rel(), parent.childRel(name)
+	dst := fs.upper.path(dstRel)
+	if isWhiteoutIn(fs.upper, dstRel) {
+		tmp := fs.workRel(fs.tmpName())
+		if err := unix.Linkat(up, srcRel, fs.workDir, tmp, 0); err != nil {
 			return st, err
 		}
-		if err := unix.Rename(tmp, dst); err != nil {
-			unix.Unlink(tmp)
+		if err := unix.Renameat(fs.workDir, tmp, up, dstRel); err != nil {
+			unix.Unlinkat(fs.workDir, tmp, 0)
 			return st, err
 		}
-	} else if err := unix.Link(src, dst); err != nil {
+	} else if err := unix.Linkat(up, srcRel, up, dstRel, 0); err != nil {
 		return st, err
 	}
 	fs.addAlias(n, parent, name)
@@ -236,7 +237,7 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	n.refs++
 	fs.links[n.upperIno] = n
 	fs.tableMu.Unlock()
-	if err := unix.Lstat(dst, &st); err != nil {
+	if err := fs.upper.lstat(dstRel, &st); err != nil {
 		return st, err
 	}
 	if fs.upper.override != "" {

@@ -218,11 +218,6 @@ func (fs *FS) listMergedOCI(rel string, upper bool, lowers []int, firstOnly bool
 	return out, oci, nil
 }
 
-func (fs *FS) isWhiteoutAt(path string) bool {
-	var st unix.Stat_t
-	return unix.Lstat(path, &st) == nil && isWhiteout(&st)
-}
-
 // isWhiteoutIn reports whether rel in layer l is a whiteout.
 func isWhiteoutIn(l *Layer, rel string) bool {
 	var st unix.Stat_t

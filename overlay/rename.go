@@ -86,11 +86,12 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	if !se.upper {
 		return unix.ENOENT // replaced while we copied up: let the caller look again
 	}
-	srcPath := fs.upper.path(op.childRel(oname))
-	dstPath := fs.upper.path(np.childRel(nname))
-	if srcPath == dstPath {
+	up := fs.upper.fd
+	srcRel, dstRel := op.childRel(oname), np.childRel(nname)
+	if srcRel == dstRel {
 		return nil
 	}
+	srcPath, dstPath := fs.upper.path(srcRel), fs.upper.path(dstRel) // for xattrs
 	de, derr := fs.lookupEntry(np, nname)
 	dstExists := derr == nil
 	if derr != nil && derr != unix.ENOENT {
@@ -115,7 +116,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 				return err
 			}
 		}
-		if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+		if err := unix.Renameat2(up, srcRel, up, dstRel, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
 		if srcNode != nil {
@@ -152,7 +153,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 				return unix.ENOTEMPTY
 			}
 			if de.upper {
-				clearWhiteouts(fs.upper, np.childRel(nname))
+				clearWhiteouts(fs.upper, dstRel)
 			}
 		}
 	}
@@ -168,7 +169,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		}
 		if keep {
 			grave = fs.tmpName()
-			if err := unix.Link(dstPath, grave); err != nil {
+			if err := unix.Linkat(up, dstRel, fs.workDir, fs.workRel(grave), 0); err != nil {
 				return err
 			}
 		}
@@ -176,7 +177,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	renamed := false
 	defer func() {
 		if grave != "" && !renamed {
-			unix.Unlink(grave) // the rename failed
+			fs.unlinkWork(grave) // the rename failed
 		}
 	}()
 	srcWhiteout := fs.lowerVisible(op, oname)
@@ -187,26 +188,26 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 			return err
 		}
 	}
-	if isDir && !dstExists && fs.isWhiteoutAt(dstPath) {
+	if isDir && !dstExists && isWhiteoutIn(fs.upper, dstRel) {
 		// A directory cannot replace the whiteout file: swap the two, and
 		// the whiteout lands where one may be needed.
-		if err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_EXCHANGE); err != nil {
+		if err := unix.Renameat2(up, srcRel, up, dstRel, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
 		if !srcWhiteout {
-			unix.Unlink(srcPath)
+			unix.Unlinkat(up, srcRel, 0)
 		}
 	} else if srcWhiteout {
-		err := unix.Renameat2(unix.AT_FDCWD, srcPath, unix.AT_FDCWD, dstPath, unix.RENAME_WHITEOUT)
+		err := unix.Renameat2(up, srcRel, up, dstRel, unix.RENAME_WHITEOUT)
 		if err == unix.EINVAL || err == unix.EOPNOTSUPP {
-			if err = unix.Rename(srcPath, dstPath); err == nil {
-				err = unix.Mknod(srcPath, unix.S_IFCHR, 0)
+			if err = unix.Renameat(up, srcRel, up, dstRel); err == nil {
+				err = unix.Mknodat(up, srcRel, unix.S_IFCHR, 0)
 			}
 		}
 		if err != nil {
 			return err
 		}
-	} else if err := unix.Rename(srcPath, dstPath); err != nil {
+	} else if err := unix.Renameat(up, srcRel, up, dstRel); err != nil {
 		return err
 	}
 	renamed = true
@@ -215,7 +216,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		if lost.deleted.Load() {
 			fs.lastRites(lost, &de, grave)
 		} else if grave != "" {
-			unix.Unlink(grave)
+			fs.unlinkWork(grave)
 		}
 	}
 	if srcNode != nil {
