@@ -370,8 +370,7 @@ func (fs *FS) closeAllFiles() {
 			fs.closeBackingLocked(n)
 		}
 		if n.dataPending.Load() {
-			unix.Close(n.metaFd)
-			n.dataPending.Store(false)
+			n.closeMetaLocked()
 		}
 		n.endFill()
 		n.dataMu.Unlock()

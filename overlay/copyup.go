@@ -175,9 +175,18 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	if deferData {
 		n.dataLayer, n.dataSize = src.Index, size
 	}
-	pending, err := fs.installCopy(n, tfd, tmpPath, deferData)
+	// The data's fill reads the lower file this one opened, unless it is
+	// a write's fill, which takes it below.
+	keep := -1
+	if deferData && !lazy {
+		keep = sfd
+	}
+	pending, err := fs.installCopy(n, tfd, tmpPath, deferData, keep)
 	if err != nil {
 		return false, err
+	}
+	if keep >= 0 {
+		sfd = -1 // the node's now
 	}
 	ok = true
 	if pending {
@@ -195,7 +204,10 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 // backing file. With AsyncCopyUp it is only queued, to be linked into
 // the upper layer once durable (settle.go; on a volatile mount, without
 // the flush), and it reports that; otherwise it is synced and linked now.
-func (fs *FS) installCopy(n *Node, tfd int, tmpPath string, deferData bool) (pending bool, err error) {
+// With deferData, the copy answers for the metadata only and src, if
+// >= 0, is the lower file its data will come from, which the node owns
+// once installCopy succeeds.
+func (fs *FS) installCopy(n *Node, tfd int, tmpPath string, deferData bool, src int) (pending bool, err error) {
 	async := fs.cfg.AsyncCopyUp
 	if !async {
 		if err := fs.fsync(tfd); err != nil { // (not on a volatile mount)
@@ -237,7 +249,7 @@ func (fs *FS) installCopy(n *Node, tfd int, tmpPath string, deferData bool) (pen
 	if deferData {
 		// The copy answers for the object's metadata; the lower file,
 		// which has the same bytes, for its data, until fillData.
-		n.metaFd = tfd
+		n.metaFd, n.dataSrc = tfd, src
 		n.dataPending.Store(true)
 		return pending, nil
 	}

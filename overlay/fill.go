@@ -213,14 +213,20 @@ func (f *fillState) lockForWrite(dst int, off, length int64) (unlock func(ok boo
 
 // startFillLocked turns a copy whose data was left for later
 // (dataPending) into a filling one: the copy becomes the backing file and
-// the lower file, opened here unless src >= 0 (which it then owns),
-// serves the chunks not copied yet. The caller holds n.copyMu.
+// the lower file serves the chunks not copied yet: src if >= 0 (which it
+// then owns), else the one the copy-up kept (dataSrc), else opened here.
+// The caller holds n.copyMu.
 func (fs *FS) startFillLocked(n *Node, src int) error {
 	if !n.dataPending.Load() {
 		if src >= 0 {
 			unix.Close(src)
 		}
 		return nil
+	}
+	if src < 0 {
+		n.dataMu.Lock()
+		src, n.dataSrc = n.dataSrc, -1
+		n.dataMu.Unlock()
 	}
 	if src < 0 {
 		fs.treeMu.RLock()
@@ -340,6 +346,17 @@ func fillChunkKeepingMeta(f *fillState, dst int, c int64) error {
 
 // filling reports whether the node's data is still being filled in.
 func (n *Node) filling() bool { return n.fill.Load() != nil }
+
+// closeMetaLocked drops a copy whose data never came, and the lower file
+// kept for its fill. The caller holds n.dataMu exclusively.
+func (n *Node) closeMetaLocked() {
+	unix.Close(n.metaFd)
+	if n.dataSrc >= 0 {
+		unix.Close(n.dataSrc)
+		n.dataSrc = -1
+	}
+	n.dataPending.Store(false)
+}
 
 // endFill drops a filling node's lower file (the node is going, or the
 // engine is closing). The caller holds n.dataMu exclusively.

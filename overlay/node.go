@@ -35,11 +35,14 @@ type Node struct {
 	pending atomic.Bool
 	// A copy-up whose data is still in lower layer dataLayer (metaOnly
 	// in copyup.go): metaFd, the copy, answers for the metadata (guarded
-	// by dataMu), the lower file for the data.
+	// by dataMu), the lower file for the data. dataSrc is that lower
+	// file, kept open from the copy-up for the fill (-1 once taken or
+	// when not kept; guarded by dataMu).
 	dataPending atomic.Bool
 	dataLayer   int
 	dataSize    int64 // the copy's size (written before dataPending is set)
 	metaFd      int
+	dataSrc     int
 	// A copy whose data is arriving chunk by chunk (fill.go): set and
 	// cleared with dataMu held exclusively, read with it held.
 	fill atomic.Pointer[fillState]
@@ -268,8 +271,7 @@ func (fs *FS) dropData(n *Node) {
 		fs.closeBackingLocked(n)
 	}
 	if n.dataPending.Load() && !n.pending.Load() {
-		unix.Close(n.metaFd) // an unlinked copy whose data never came
-		n.dataPending.Store(false)
+		n.closeMetaLocked() // an unlinked copy whose data never came
 	}
 	if n.backing == nil {
 		n.endFill() // an unlinked copy not all of whose data came

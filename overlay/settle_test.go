@@ -2,6 +2,8 @@ package overlay_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -342,6 +344,78 @@ func TestAsyncMetaCopyUpThenWrite(t *testing.T) {
 	if st := lstat(t, s.upper+"/f"); st.Mode&07777 != 0600 {
 		t.Fatalf("upper mode %o", st.Mode)
 	}
+}
+
+// TestAsyncMetaCopyUpFillsFromItsFile: the data of a metadata copy-up
+// comes from the lower file the copy-up opened, kept for the fill, not
+// from a second open of its path (one open and close fewer per chmod).
+// Moving the lower file away in between, which a mounted overlay's layers
+// never see, shows which: its path is gone, its bytes are not.
+func TestAsyncMetaCopyUpFillsFromItsFile(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower data")
+	fs, release := s.mountAsync()
+	f, _ := mustWalk(t, fs, "d/f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(s.lower(0)+"/d/f", s.lower(0)+"/d/moved"); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	fs.Settle()
+	if got := fileContent(t, s.upper+"/d/f"); got != "lower data" {
+		t.Fatalf("upper data: %q", got)
+	}
+	if st := fs.Stats(); st.LinkFailures != 0 {
+		t.Fatalf("%d copy-ups not linked", st.LinkFailures)
+	}
+}
+
+// TestAsyncMetaCopyUpDroppedClosesLower: an unlinked copy whose data
+// never came, once forgotten, leaves no descriptor of its lower file (kept
+// for the fill that is no longer needed) open.
+func TestAsyncMetaCopyUpDroppedClosesLower(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower", "d/h=x")
+	fs, release := s.mountAsync()
+	d, _ := mustWalk(t, fs, "d")
+	f, _, _ := fs.Lookup(d, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	lower := s.lower(0) + "/d/f"
+	if n := openTo(t, lower); n != 1 {
+		t.Fatalf("%d descriptors of the lower file after the metadata copy-up, want 1 (kept for the fill)", n)
+	}
+	wantErrno(t, "unlink", fs.Unlink(d, "f"), 0)
+	fs.Forget(f, 1) // before the linker's batch
+	if n := openTo(t, lower); n != 0 {
+		t.Fatalf("%d descriptors of the lower file left open", n)
+	}
+	release()
+	fs.Settle()
+	wantWorkEmpty(t, s)
+}
+
+// openTo counts this process's descriptors open on path.
+func openTo(t *testing.T, path string) int {
+	t.Helper()
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == real {
+			n++
+		}
+	}
+	return n
 }
 
 // TestAsyncMetaCopyUpUnlinked: a copy with its data to come, unlinked,
