@@ -160,6 +160,12 @@ func (fs *FS) settleBatch(wait bool) bool {
 	}
 	var batch, later []*Node
 	for _, n := range queued {
+		if !n.pending.Load() {
+			// Removed while pending (unpend): nothing to link, and its
+			// data, read from the lower file meanwhile, is copied only
+			// if it is written to.
+			continue
+		}
 		if !wait && fs.dataLeft(n) > batchFillMax {
 			fs.fillAlone(n)
 			later = append(later, n)

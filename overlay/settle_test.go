@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,7 +420,8 @@ func openTo(t *testing.T, path string) int {
 }
 
 // TestAsyncMetaCopyUpUnlinked: a copy with its data to come, unlinked,
-// still reads (from the lower file) and takes writes.
+// still reads (from the lower file) and takes writes; the linker, with
+// no name to link it under, does not copy its data.
 func TestAsyncMetaCopyUpUnlinked(t *testing.T) {
 	s := newStack(t, 1)
 	build(t, s.lower(0), "d/f=lower", "d/h=x")
@@ -430,6 +432,8 @@ func TestAsyncMetaCopyUpUnlinked(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantErrno(t, "unlink", fs.Unlink(d, "f"), 0)
+	var chunks atomic.Int32
+	fs.Hooks.FillChunk = func(*overlay.Node) { chunks.Add(1) }
 	release()
 	fs.Settle()
 	wantWhiteout(t, s.upper+"/d/f")
@@ -438,6 +442,9 @@ func TestAsyncMetaCopyUpUnlinked(t *testing.T) {
 	}
 	if got := readAll(t, fs, f); got != "lower" {
 		t.Fatalf("read of the unlinked copy: %q", got)
+	}
+	if n := chunks.Load(); n != 0 {
+		t.Fatalf("the linker copied %d chunks of data nobody wrote into a copy it had no name to link under", n)
 	}
 	writeFile(t, fs, f, "UP", 0)
 	if got := readAll(t, fs, f); got != "UPwer" {
