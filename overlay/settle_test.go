@@ -377,14 +377,7 @@ func TestAsyncMetaCopyUpFillsFromItsFile(t *testing.T) {
 // never came, once forgotten, leaves no descriptor of its lower file (kept
 // for the fill that is no longer needed) open.
 func TestAsyncMetaCopyUpDroppedClosesLower(t *testing.T) {
-	s := newStack(t, 1)
-	build(t, s.lower(0), "d/f=lower", "d/h=x")
-	fs, release := s.mountAsync()
-	d, _ := mustWalk(t, fs, "d")
-	f, _, _ := fs.Lookup(d, "f")
-	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
-		t.Fatal(err)
-	}
+	s, fs, release, d, f := metaCopiedUp(t)
 	lower := s.lower(0) + "/d/f"
 	if n := openTo(t, lower); n != 1 {
 		t.Fatalf("%d descriptors of the lower file after the metadata copy-up, want 1 (kept for the fill)", n)
@@ -397,6 +390,22 @@ func TestAsyncMetaCopyUpDroppedClosesLower(t *testing.T) {
 	release()
 	fs.Settle()
 	wantWorkEmpty(t, s)
+}
+
+// metaCopiedUp mounts a lower layer holding d/f and d/h with the linker
+// held, and changes d/f's mode: a metadata copy-up, pending, its data to
+// come.
+func metaCopiedUp(t *testing.T) (s *stack, fs *overlay.FS, release func(), d, f *overlay.Node) {
+	t.Helper()
+	s = newStack(t, 1)
+	build(t, s.lower(0), "d/f=lower", "d/h=x")
+	fs, release = s.mountAsync()
+	d, _ = mustWalk(t, fs, "d")
+	f, _, _ = fs.Lookup(d, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	return s, fs, release, d, f
 }
 
 // openTo counts this process's descriptors open on path.
@@ -423,14 +432,7 @@ func openTo(t *testing.T, path string) int {
 // still reads (from the lower file) and takes writes; the linker, with
 // no name to link it under, does not copy its data.
 func TestAsyncMetaCopyUpUnlinked(t *testing.T) {
-	s := newStack(t, 1)
-	build(t, s.lower(0), "d/f=lower", "d/h=x")
-	fs, release := s.mountAsync()
-	d, _ := mustWalk(t, fs, "d")
-	f, _, _ := fs.Lookup(d, "f")
-	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
-		t.Fatal(err)
-	}
+	s, fs, release, d, f := metaCopiedUp(t)
 	wantErrno(t, "unlink", fs.Unlink(d, "f"), 0)
 	var chunks atomic.Int32
 	fs.Hooks.FillChunk = func(*overlay.Node) { chunks.Add(1) }
