@@ -347,6 +347,18 @@ func fillChunkKeepingMeta(f *fillState, dst int, c int64) error {
 // filling reports whether the node's data is still being filled in.
 func (n *Node) filling() bool { return n.fill.Load() != nil }
 
+// readAheadData asks the kernel to start reading the lower data of a
+// copy whose data is to come (POSIX_FADV_WILLNEED on the file its copy-up
+// kept open), so that the fill finds it in the page cache. It does not
+// wait for the reads.
+func (n *Node) readAheadData() {
+	n.dataMu.RLock()
+	defer n.dataMu.RUnlock()
+	if n.dataPending.Load() && n.dataSrc >= 0 {
+		unix.Fadvise(n.dataSrc, 0, n.dataSize, unix.FADV_WILLNEED)
+	}
+}
+
 // closeMetaLocked drops a copy whose data never came, and the lower file
 // kept for its fill. The caller holds n.dataMu exclusively.
 func (n *Node) closeMetaLocked() {

@@ -184,7 +184,16 @@ func (fs *FS) settleBatch(wait bool) bool {
 		return false
 	}
 	// Copies whose data was left for later get it now, before the flush,
-	// a few at a time: reading lower files is mostly waiting for the disk.
+	// a few at a time. The kernel is first asked to read all of their
+	// lower data ahead, which waits for nothing: the disk then works
+	// through the batch's reads together, and the workers copy from the
+	// page cache instead of each waiting for the disk in turn while it
+	// holds the daemon's only P (GOMAXPROCS is 1 when requests are served
+	// one at a time). chmod of 11.5k lower files, 4 runs each: 3.2-4.2 s
+	// against 4.0-4.1 s, daemon CPU 2.2-2.9 against 2.9-3.0 s.
+	for _, n := range batch {
+		n.readAheadData()
+	}
 	work := make(chan *Node)
 	var wg sync.WaitGroup
 	for i := 0; i < fillWorkers; i++ {

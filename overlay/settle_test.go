@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stratafs/strata/overlay"
 	"golang.org/x/sys/unix"
@@ -371,6 +372,111 @@ func TestAsyncMetaCopyUpFillsFromItsFile(t *testing.T) {
 	if st := fs.Stats(); st.LinkFailures != 0 {
 		t.Fatalf("%d copy-ups not linked", st.LinkFailures)
 	}
+}
+
+// TestAsyncMetaCopyUpReadsDataAhead: before the linker's workers fill a
+// batch of metadata copy-ups with their data, the kernel has been asked
+// to read that data ahead: a lower file dropped from the page cache is
+// back in it by the time its fill starts, though nothing read it.
+func TestAsyncMetaCopyUpReadsDataAhead(t *testing.T) {
+	s := newStack(t, 1)
+	const size = 256 << 10
+	lower := s.lower(0) + "/f"
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(lower, data, 0644); err != nil {
+		t.Fatal(err)
+	}
+	evict(t, lower, size)
+	fs, release := s.mountAsync()
+	f, _ := mustWalk(t, fs, "f")
+	if _, err := fs.Setattr(f, &overlaySetMode0600); err != nil {
+		t.Fatal(err)
+	}
+	if resident(t, lower, size) {
+		t.Fatal("the metadata copy-up read the lower file's data")
+	}
+	var cached atomic.Bool
+	fs.Hooks.FillChunk = func(*overlay.Node) {
+		// The read ahead is under way, not necessarily done.
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			if in, _ := inPageCache(lower, size); in {
+				cached.Store(true)
+				return
+			}
+		}
+	}
+	release()
+	fs.Settle()
+	if !cached.Load() {
+		t.Fatal("the lower file's data was not read ahead of its fill")
+	}
+	if got := fileContent(t, s.upper+"/f"); got != string(data) {
+		t.Fatalf("upper data: %d bytes, want the lower file's %d", len(got), size)
+	}
+}
+
+// evict writes path's pages back and drops them from the page cache. A
+// filesystem that keeps them anyway (tmpfs) cannot show a read ahead.
+func evict(t *testing.T, path string, size int) {
+	t.Helper()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fsync(fd); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+	if resident(t, path, size) {
+		msg := "the filesystem of " + path + " keeps its pages cached (tmpfs?): no read ahead to see"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// resident reports whether every page of path's first size bytes is in
+// the page cache.
+func resident(t *testing.T, path string, size int) bool {
+	t.Helper()
+	in, err := inPageCache(path, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// inPageCache is resident for any goroutine: mincore of a mapping, which
+// reads nothing.
+func inPageCache(path string, size int) (bool, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	m, err := unix.Mmap(fd, 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (size+os.Getpagesize()-1)/os.Getpagesize())
+	_, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0])))
+	if e != 0 {
+		return false, e
+	}
+	for _, v := range vec {
+		if v&1 == 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // TestAsyncMetaCopyUpDroppedClosesLower: an unlinked copy whose data
