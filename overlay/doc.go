@@ -7,9 +7,11 @@
 //
 // The upper layer is written exactly as Linux overlayfs writes it, so the
 // same directories can be mounted by the kernel: whiteouts are character
-// devices 0/0, opaque directories carry trusted.overlay.opaque="y" (or
-// user.overlay.opaque with the userxattr option), copy-up goes through
-// workdir/work and appears in the upper layer atomically. Lower layers are
+// devices 0/0 (hard links to one shared whiteout, as the kernel makes
+// them: whiteout.go), opaque directories carry
+// trusted.overlay.opaque="y" (or user.overlay.opaque with the userxattr
+// option), copy-up goes through workdir/work and appears in the upper
+// layer atomically. Lower layers are
 // read in the kernel format and, in addition, in the AUFS/OCI format that
 // container images use (".wh.NAME" whiteouts, ".wh..wh..opq" opaque
 // markers), whose marker names are never shown.
@@ -50,6 +52,8 @@
 //     only read the namespace (lookup, getattr, readdir, open) hold it
 //     shared for their syscalls; operations that change it (create,
 //     remove, rename, the last step of a copy-up) hold it exclusively.
+//     The shared whiteout (whiteout.go) is created and replaced only
+//     with it held exclusively.
 //     The long part of a copy-up (copying data) holds neither lock; a
 //     fill's background copy holds copyMu for one chunk at a time.
 //  3. Node.dataMu   the node's backing file: I/O holds it shared, copy-up

@@ -76,6 +76,8 @@ type FS struct {
 	noTmpfile atomic.Bool // the work directory's filesystem has no O_TMPFILE
 	noClone   atomic.Bool // the upper filesystem cannot clone extents
 
+	noSharedWhiteout atomic.Bool // whiteouts cannot be links (whiteout.go)
+
 	tmpSeq        atomic.Uint64
 	copyUps       atomic.Uint64
 	lazyFills     atomic.Uint64 // copy-ups whose data followed a chunk at a time

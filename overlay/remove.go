@@ -171,7 +171,7 @@ func (fs *FS) removeUpper(rel string, exists, isDir, whiteout, keep bool) (grave
 		if !whiteout {
 			return "", nil
 		}
-		return "", unix.Mknodat(up, rel, unix.S_IFCHR, 0)
+		return "", fs.makeWhiteout(up, rel)
 	}
 	if !whiteout {
 		switch {
@@ -186,7 +186,7 @@ func (fs *FS) removeUpper(rel string, exists, isDir, whiteout, keep bool) (grave
 	}
 	wh := fs.tmpName()
 	whRel := fs.workRel(wh)
-	if err := unix.Mknodat(fs.workDir, whRel, unix.S_IFCHR, 0); err != nil {
+	if err := fs.makeWhiteout(fs.workDir, whRel); err != nil {
 		return "", err
 	}
 	if !isDir && !keep {

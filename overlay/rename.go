@@ -201,7 +201,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		err := unix.Renameat2(up, srcRel, up, dstRel, unix.RENAME_WHITEOUT)
 		if err == unix.EINVAL || err == unix.EOPNOTSUPP {
 			if err = unix.Renameat(up, srcRel, up, dstRel); err == nil {
-				err = unix.Mknodat(up, srcRel, unix.S_IFCHR, 0)
+				err = fs.makeWhiteout(up, srcRel)
 			}
 		}
 		if err != nil {
