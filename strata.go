@@ -209,6 +209,13 @@ func fuseOptions(o *mountopt.Options) *fuse.MountOptions {
 	// truncates and chown (FUSE_HANDLE_KILLPRIV_V2), which spares a
 	// GETATTR per chown and a security.capability lookup per write.
 	mo.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
+	// POSIX ACLs (FUSE_POSIX_ACL): the kernel checks them along with the
+	// mode, as kernel overlayfs does with the real files' ACLs, and keeps
+	// each inode's ACL once read, where without it every
+	// system.posix_acl_access lookup (ls -l makes one per file) is a
+	// round trip. Not where the ids or modes shown are not the layers':
+	// the ACL entries name the layers' ids.
+	mo.EnableAcl = o.ACL && idMapper(o) == nil && o.XattrPermissions == 0
 	if writeback(o) {
 		// The kernel caches writes and sends them in large requests
 		// later (at the latest on close or fsync), keeping regular files'

@@ -49,6 +49,12 @@ type Options struct {
 	// it and reads the next (-s, threaded=0): see strata.go, serveModes.
 	Threaded bool
 
+	// ACL lets the kernel enforce POSIX ACLs and cache them (the
+	// default, as in fuse-overlayfs; noacl turns it off). Not with
+	// uidmapping, gidmapping, squashing or xattr_permissions, where the
+	// ids and modes the mount shows are not the layers'.
+	ACL bool
+
 	AllowOther         bool // allow_other (default true when run as root)
 	DefaultPermissions bool // always true in practice: the kernel checks permissions
 

@@ -40,6 +40,7 @@ func DefaultOptions() *Options {
 		SquashToUID:        -1,
 		SquashToGID:        -1,
 		Writeback:          true,
+		ACL:                true,
 	}
 }
 
@@ -281,6 +282,10 @@ var optionTable = map[string]optionSpec{
 		p.opts.Threaded = n > 0
 		return nil
 	}},
+	"noacl": {argNone, func(p *parser, _, _, _ string) error {
+		p.opts.ACL = false
+		return nil
+	}},
 	"userxattr": {argNone, func(p *parser, _, _, _ string) error {
 		p.opts.UserXattr = true
 		return nil
@@ -374,7 +379,7 @@ func init() {
 	}
 	ignore("fuse-overlayfs tuning, not used by strata",
 		"timeout", "fast_ino", "noxattrs", "plugins",
-		"static_nlink", "noacl")
+		"static_nlink")
 	ignore("kernel overlayfs option, not supported by strata",
 		"redirect_dir", "index", "metacopy", "xino", "nfs_export", "uuid", "verity")
 	ignore("generic FUSE option, not supported by strata",

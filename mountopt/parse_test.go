@@ -158,6 +158,11 @@ func TestParseArgs(t *testing.T) {
 			want: func(o *Options) { rw(o); o.Writeback = false },
 		},
 		{
+			name: "noacl",
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,noacl", "/m"},
+			want: func(o *Options) { rw(o); o.ACL = false },
+		},
+		{
 			name: "writeback=1 after writeback=0",
 			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,writeback=0,writeback=1", "/m"},
 			want: rw,
@@ -246,13 +251,12 @@ func TestParseArgs(t *testing.T) {
 		},
 		{
 			name: "ignored options leave a notice each, once",
-			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,timeout=5,static_nlink,noacl,redirect_dir=on,auto_unmount,auto_unmount,max_read=4096,defaults,x-systemd.automount", "/m"},
+			args: []string{"-o", "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,timeout=5,static_nlink,redirect_dir=on,auto_unmount,auto_unmount,max_read=4096,defaults,x-systemd.automount", "/m"},
 			want: func(o *Options) {
 				rw(o)
 				o.Notices = []string{
 					`option "timeout=5" ignored: fuse-overlayfs tuning, not used by strata`,
 					`option "static_nlink" ignored: fuse-overlayfs tuning, not used by strata`,
-					`option "noacl" ignored: fuse-overlayfs tuning, not used by strata`,
 					`option "redirect_dir=on" ignored: kernel overlayfs option, not supported by strata`,
 					`option "auto_unmount" ignored: generic FUSE option, not supported by strata`,
 					`option "max_read=4096" ignored: generic FUSE option, not supported by strata`,

@@ -40,6 +40,8 @@ strata options:
                                upper layer itself (FUSE passthrough, Linux
                                6.9+): faster large-file I/O, but a round
                                trip to the daemon for every open
+    -o noacl                   do not let the kernel enforce POSIX ACLs
+                               (they are still stored and shown)
     -o threaded=0|1            0 (default, same as -s): one request at a
                                time, answered by the thread that read it;
                                1: several at once, on several threads
@@ -65,8 +67,8 @@ strata options:
                                mount flags, passed to the kernel
 
 Accepted and ignored, with a notice: the fuse-overlayfs tuning options
-timeout, fast_ino, writeback, noxattrs, plugins, static_nlink
-and noacl; the kernel overlayfs options redirect_dir, index, metacopy,
+timeout, fast_ino, writeback, noxattrs, plugins and static_nlink;
+the kernel overlayfs options redirect_dir, index, metacopy,
 xino, nfs_export, uuid and verity; generic FUSE options such as
 auto_unmount, max_read and blksize.
 
