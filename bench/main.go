@@ -240,7 +240,7 @@ func preflight() error {
 	if !strings.Contains(string(fsb), "\toverlay\n") {
 		_ = exec.Command("modprobe", "overlay").Run()
 	}
-	for _, tool := range []string{"tar", "find", "rm", "cp"} {
+	for _, tool := range []string{"tar", "find", "ls", "rm", "cp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found (run bench/setup.sh)", tool)
 		}

@@ -80,6 +80,9 @@ func Scenarios(withBuild, withMany bool) []Scenario {
 	ro = append(ro, coldWarm("find", "find(1) over the tree", func(e *Env) (time.Duration, StepResult, error) {
 		return timed(func() (StepResult, error) { return StepResult{}, runQuiet("", nil, "find", e.path(treeDir)) })
 	})...)
+	ro = append(ro, coldWarm("ls-l", "ls -lR of the tree: lstat and the ACL and security-label lookups of every entry", func(e *Env) (time.Duration, StepResult, error) {
+		return timed(func() (StepResult, error) { return StepResult{}, runQuiet("", nil, "ls", "-lR", e.path(treeDir)) })
+	})...)
 	ro = append(ro, coldWarm("read-small", "open + read + close of every file of the tree (Go)", func(e *Env) (time.Duration, StepResult, error) {
 		return timed(func() (StepResult, error) { return walkTree(e.path(treeDir), false, true) })
 	})...)
