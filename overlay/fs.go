@@ -296,13 +296,17 @@ func cleanDir(dir string) error {
 }
 
 // kernelOverlayUsing returns the mount point of a kernel overlay mount
-// that uses workdir, or "".
+// that uses workdir, or "". The kernel shows each mount's workdir as it
+// was given, so a workdir named another way (through a symlink, with
+// "." or ".." in it) is recognised by its identity, not its spelling.
 func kernelOverlayUsing(workdir string) string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	var want unix.Stat_t
+	haveWant := unix.Stat(workdir, &want) == nil
 	s := bufio.NewScanner(f)
 	s.Buffer(make([]byte, 64<<10), 1<<20)
 	for s.Scan() {
@@ -312,16 +316,31 @@ func kernelOverlayUsing(workdir string) string {
 			continue
 		}
 		for _, o := range strings.Split(line[i:], ",") {
-			if unescapeMountinfo(o) == "workdir="+workdir {
+			w, ok := strings.CutPrefix(unescapeMountinfo(o), "workdir=")
+			if !ok {
+				continue
+			}
+			if w == workdir || haveWant && sameDir(w, &want) {
 				fields := strings.Fields(line)
 				if len(fields) > 4 {
-					return fields[4]
+					return unescapeMountinfo(fields[4])
 				}
 				return "?"
 			}
 		}
 	}
 	return ""
+}
+
+// sameDir reports whether the absolute path p names the directory st
+// describes. A relative path (taken from the mounting process's working
+// directory, unknown here) never matches.
+func sameDir(p string, st *unix.Stat_t) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	var pst unix.Stat_t
+	return unix.Stat(p, &pst) == nil && pst.Dev == st.Dev && pst.Ino == st.Ino
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space, \011,

@@ -260,6 +260,27 @@ var badCases = []badCase{
 		mounttest.KernelMount(e.t, []string{e.L2}, e.U, e.W, m1)
 		return std("$L1", "$U", "$W", "$M")(e)
 	}, want: []string{"workdir", "$W", "in use", "$ROOT/m1"}},
+	{name: "workdir in use by a kernel overlay, named through a symlink", args: func(e *env) []string {
+		// The kernel shows the workdir as it was given: the check must
+		// compare directories, not spellings.
+		wl := filepath.Join(e.Root, "wlink")
+		if err := os.Symlink(e.W, wl); err != nil {
+			e.t.Fatal(err)
+		}
+		m1 := e.mkdir(filepath.Join(e.Root, "m1"))
+		mounttest.KernelMount(e.t, []string{e.L2}, e.U, wl, m1)
+		e.write(filepath.Join(e.W, "work", "kernel-scratch"), "the kernel's half-done work\n")
+		return std("$L1", "$U", "$W", "$M")(e)
+	}, want: []string{"workdir", "$W", "in use", "$ROOT/m1"}},
+	{name: "workdir in use by a kernel overlay, given through a symlink", args: func(e *env) []string {
+		m1 := e.mkdir(filepath.Join(e.Root, "m1"))
+		mounttest.KernelMount(e.t, []string{e.L2}, e.U, e.W, m1)
+		if err := os.Symlink(e.W, filepath.Join(e.Root, "wlink")); err != nil {
+			e.t.Fatal(err)
+		}
+		e.write(filepath.Join(e.W, "work", "kernel-scratch"), "the kernel's half-done work\n")
+		return std("$L1", "$U", "$ROOT/wlink", "$M")(e)
+	}, want: []string{"workdir", "in use", "$ROOT/m1"}},
 	{name: "workdir in use by a kernel overlay, path with a space", args: func(e *env) []string {
 		sp := e.mkdir(filepath.Join(e.Root, "a b"))
 		u, w := e.mkdir(filepath.Join(sp, "u")), e.mkdir(filepath.Join(sp, "w"))
