@@ -270,8 +270,8 @@ func (fs *FS) prepareWork(workdir string) error {
 	if err := unix.Mkdir(fs.work, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("workdir %q: %w", workdir, err)
 	}
-	if err := cleanDir(fs.work); err != nil {
-		return err
+	if err := cleanWork(fs.work); err != nil {
+		return fmt.Errorf("workdir %q: %w", workdir, err)
 	}
 	wd, err := unix.Open(fs.work, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -281,15 +281,59 @@ func (fs *FS) prepareWork(workdir string) error {
 	return nil
 }
 
-// cleanDir removes everything inside dir, which is left as it is.
-func cleanDir(dir string) error {
+// cleanWork empties workdir/work of what an interrupted overlay leaves
+// there: temporary files and devices, the shared whiteout, and
+// directories that were being copied up or removed, which hold at most
+// files and empty directories (a removed directory's whiteouts). Anything
+// deeper was put there by someone else: the workdir was given by mistake,
+// and, unlike fuse-overlayfs, which empties it whatever it holds, and the
+// kernel, which removes two levels before it gives up, nothing is removed
+// and the mount is refused.
+//
+// work/incompat is the kernel's: a feature named in it (volatile: the
+// upper layer may have lost writes in a crash) makes the kernel refuse
+// every later mount until someone removes it, and so does Strata.
+func cleanWork(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("cleaning %s: %w", dir, err)
+		return fmt.Errorf("work: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if e.Name() == incompatDir {
+			features, err := os.ReadDir(dir + "/" + incompatDir)
+			if err != nil {
+				return fmt.Errorf("work/%s: %w", incompatDir, err)
+			}
+			if len(features) > 0 {
+				f := features[0].Name()
+				return fmt.Errorf("work/%s/%s: last mounted by the kernel's overlayfs with %q, which it refuses to mount again (the upper layer may be incomplete); remove work/%s to mount anyway", incompatDir, f, f, incompatDir)
+			}
+			continue
+		}
+		sub, err := os.ReadDir(dir + "/" + e.Name())
+		if err != nil {
+			return fmt.Errorf("work/%s: %w", e.Name(), err)
+		}
+		for _, s := range sub {
+			if !s.IsDir() {
+				continue
+			}
+			p := e.Name() + "/" + s.Name()
+			deeper, err := os.ReadDir(dir + "/" + p)
+			if err != nil {
+				return fmt.Errorf("work/%s: %w", p, err)
+			}
+			if len(deeper) > 0 {
+				return fmt.Errorf("work/%s holds a tree no overlay leaves there; empty work/ or choose another workdir", p)
+			}
+		}
 	}
 	for _, e := range entries {
 		if err := os.RemoveAll(dir + "/" + e.Name()); err != nil {
-			return fmt.Errorf("cleaning %s: %w", dir, err)
+			return fmt.Errorf("emptying work: %w", err)
 		}
 	}
 	return nil
@@ -361,6 +405,10 @@ func unescapeMountinfo(s string) string {
 	}
 	return b.String()
 }
+
+// incompatDir is the kernel's directory, in workdir/work, of features an
+// overlay mount must understand (volatile, see cleanWork).
+const incompatDir = "incompat"
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 

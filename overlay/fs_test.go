@@ -2,6 +2,8 @@ package overlay_test
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stratafs/strata/overlay"
@@ -45,6 +47,60 @@ func TestNewWorkDir(t *testing.T) {
 		t.Fatalf("New after Close: %v", err)
 	}
 	fs3.Close()
+}
+
+// TestNewWorkDirLeftoversOnly: what an interrupted overlay leaves in
+// workdir/work goes at mount, down to a directory holding files and empty
+// directories; a deeper tree was not made by any overlay, so New refuses
+// and removes nothing at all.
+func TestNewWorkDirLeftoversOnly(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.work, "work/#1=partial copy", "work/#4/sub/", "!work/#5/x", "work/incompat/")
+	s.mount()
+	wantWorkEmpty(t, s)
+
+	s2 := newStack(t, 1)
+	build(t, s2.work, "work/#1=partial copy", "work/notes/2025/todo=keep me")
+	fs, err := overlay.New(s2.config())
+	if err == nil {
+		fs.Close()
+		t.Fatalf("New emptied a work directory holding a tree no overlay makes")
+	}
+	if !strings.Contains(err.Error(), "work/notes/2025") {
+		t.Errorf("error %q does not name work/notes/2025", err)
+	}
+	for _, p := range []string{"work/#1", "work/notes/2025/todo"} {
+		if _, err := os.Lstat(filepath.Join(s2.work, p)); err != nil {
+			t.Errorf("%s removed by a refused mount: %v", p, err)
+		}
+	}
+}
+
+// TestNewWorkDirKernelVolatile: after a kernel overlay mounted with
+// volatile (workdir/work/incompat/volatile/dirty), the kernel refuses to
+// mount the layers again until the marker is removed; so does New, and it
+// removes nothing.
+func TestNewWorkDirKernelVolatile(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.work, "work/incompat/volatile/dirty=", "work/#1=partial copy")
+	fs, err := overlay.New(s.config())
+	if err == nil {
+		fs.Close()
+		t.Fatalf("New mounted layers the kernel left marked volatile")
+	}
+	if !strings.Contains(err.Error(), "volatile") {
+		t.Errorf("error %q does not name volatile", err)
+	}
+	for _, p := range []string{"work/#1", "work/incompat/volatile/dirty"} {
+		if _, err := os.Lstat(filepath.Join(s.work, p)); err != nil {
+			t.Errorf("%s removed by a refused mount: %v", p, err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(s.work, "work", "incompat")); err != nil {
+		t.Fatal(err)
+	}
+	s.mount()
+	wantWorkEmpty(t, s)
 }
 
 // TestNewFreshWorkDir: the work directory is created as the kernel does.

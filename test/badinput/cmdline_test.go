@@ -235,6 +235,25 @@ var badCases = []badCase{
 	{name: "relative lowerdir that does not exist", args: std("l1:nope", "u", "w", "m"), want: []string{"lowerdir", "nope", "no such directory"}},
 	{name: "relative upperdir inside relative lowerdir", args: std("l1", "l1/sub", "w", "m"), want: []string{"upperdir", "l1/sub", "inside", "lowerdir"}},
 
+	// A workdir that is somebody's directory: its work/ holds a tree no
+	// overlay leaves behind, which the mount must not empty.
+	{name: "workdir whose work holds a foreign tree", args: func(e *env) []string {
+		e.write(filepath.Join(e.mkdir(filepath.Join(e.W, "work", "thesis", "chapters")), "one.tex"), "\\chapter{One}\n")
+		return std("$L1", "$U", "$W", "$M")(e)
+	}, want: []string{"workdir", "$W", "work/thesis/chapters"}},
+
+	// The kernel marks layers mounted with volatile and refuses them from
+	// then on (the upper layer may have lost writes); so must Strata.
+	{name: "layers last mounted by the kernel with volatile", args: func(e *env) []string {
+		m1 := e.mkdir(filepath.Join(e.Root, "m1"))
+		o := "lowerdir=" + e.L2 + ",upperdir=" + e.U + ",workdir=" + e.W + ",volatile"
+		if err := unix.Mount("overlay", m1, "overlay", 0, o); err != nil {
+			e.t.Fatalf("mount -t overlay -o %s: %v", o, err)
+		}
+		mounttest.ForceUnmount(m1)
+		return std("$L1", "$U", "$W", "$M")(e)
+	}, want: []string{"workdir", "$W", "volatile"}},
+
 	// A workdir in use by a live mount.
 	{name: "workdir in use by a strata mount", args: func(e *env) []string {
 		m1 := e.mkdir(filepath.Join(e.Root, "m1"))

@@ -56,7 +56,12 @@ func resetUpper(t *testing.T, s *mounttest.Stack) {
 func plantLeftovers(t *testing.T, work string) {
 	t.Helper()
 	w := filepath.Join(work, "work")
-	mounttest.WriteFile(t, filepath.Join(w, "#dead1", "sub", "file"), "half a copy-up")
+	// A directory on its way out, as deep as an overlay's debris goes: its
+	// files (whiteouts, half a copy-up) and an empty directory.
+	mounttest.WriteFile(t, filepath.Join(w, "#dead1", "file"), "half a copy-up")
+	if err := os.Mkdir(filepath.Join(w, "#dead1", "sub"), 0700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(w, "#dead2"), []byte("partial data"), 0600); err != nil {
 		t.Fatal(err)
 	}
