@@ -53,6 +53,7 @@ type FS struct {
 	work    string // workdir/work: scratch space for atomic changes
 	workDir int    // an O_PATH descriptor of it
 	workFd  *os.File
+	upperFd *os.File // holds a shared lock: see prepareWork
 	inos    inoMapper
 	ids     *IDMapper
 
@@ -224,6 +225,10 @@ func (fs *FS) Close() error {
 	for _, l := range fs.layers {
 		l.close()
 	}
+	if fs.upperFd != nil {
+		fs.upperFd.Close()
+		fs.upperFd = nil
+	}
 	if fs.workFd != nil {
 		err := fs.workFd.Close()
 		fs.workFd = nil
@@ -240,6 +245,13 @@ func (fs *FS) ReadOnly() bool { return fs.upper == nil }
 
 // prepareWork locks the work directory against a second mount, creates
 // workdir/work as the kernel does and empties it of crash leftovers.
+//
+// As with the kernel, a workdir must not be any other mount's workdir or
+// upperdir (whose work/ would be emptied from under it): kernel overlays
+// are found in the mount table, Strata mounts by their locks, exclusive
+// on the work directory, shared on the upper layer. An upperdir that
+// another mount uses too is allowed, as the kernel allows it without
+// index (changes through both mounts are undefined, as there).
 func (fs *FS) prepareWork(workdir string) error {
 	if other := kernelOverlayUsing(workdir); other != "" {
 		return fmt.Errorf("workdir %q is in use by the overlay mounted on %s", workdir, other)
@@ -253,6 +265,15 @@ func (fs *FS) prepareWork(workdir string) error {
 		return fmt.Errorf("workdir %q is in use by another Strata mount", workdir)
 	}
 	fs.workFd = f
+	if u, err := os.Open(fs.upper.root); err == nil {
+		// Refused only where the upper layer is another Strata mount's
+		// workdir, which the check above refuses from the other side.
+		if unix.Flock(int(u.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil {
+			u.Close()
+			return fmt.Errorf("upperdir %q is in use as the workdir of another Strata mount", fs.upper.Path)
+		}
+		fs.upperFd = u
+	}
 	var ust, wst unix.Stat_t
 	if err := unix.Stat(fs.upper.root, &ust); err != nil {
 		return err
@@ -340,17 +361,18 @@ func cleanWork(dir string) error {
 }
 
 // kernelOverlayUsing returns the mount point of a kernel overlay mount
-// that uses workdir, or "". The kernel shows each mount's workdir as it
-// was given, so a workdir named another way (through a symlink, with
-// "." or ".." in it) is recognised by its identity, not its spelling.
-func kernelOverlayUsing(workdir string) string {
+// that uses dir as its workdir or upperdir, or "". The kernel shows each
+// mount's directories as they were given, so one named another way
+// (through a symlink, with "." or ".." in it) is recognised by its
+// identity, not its spelling.
+func kernelOverlayUsing(dir string) string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
 	var want unix.Stat_t
-	haveWant := unix.Stat(workdir, &want) == nil
+	haveWant := unix.Stat(dir, &want) == nil
 	s := bufio.NewScanner(f)
 	s.Buffer(make([]byte, 64<<10), 1<<20)
 	for s.Scan() {
@@ -360,11 +382,14 @@ func kernelOverlayUsing(workdir string) string {
 			continue
 		}
 		for _, o := range strings.Split(line[i:], ",") {
-			w, ok := strings.CutPrefix(unescapeMountinfo(o), "workdir=")
+			o = unescapeMountinfo(o)
+			w, ok := strings.CutPrefix(o, "workdir=")
 			if !ok {
-				continue
+				if w, ok = strings.CutPrefix(o, "upperdir="); !ok {
+					continue
+				}
 			}
-			if w == workdir || haveWant && sameDir(w, &want) {
+			if w == dir || haveWant && sameDir(w, &want) {
 				fields := strings.Fields(line)
 				if len(fields) > 4 {
 					return unescapeMountinfo(fields[4])

@@ -300,6 +300,24 @@ var badCases = []badCase{
 		e.write(filepath.Join(e.W, "work", "kernel-scratch"), "the kernel's half-done work\n")
 		return std("$L1", "$U", "$ROOT/wlink", "$M")(e)
 	}, want: []string{"workdir", "in use", "$ROOT/m1"}},
+	// A workdir that is another mount's upper layer: its work/ is a
+	// directory of that overlay, which emptying would delete from under it.
+	{name: "workdir is a kernel overlay's upperdir", args: func(e *env) []string {
+		u1, w1 := e.mkdir(filepath.Join(e.Root, "u1")), e.mkdir(filepath.Join(e.Root, "w1"))
+		m1 := e.mkdir(filepath.Join(e.Root, "m1"))
+		mounttest.KernelMount(e.t, []string{e.L2}, u1, w1, m1)
+		e.write(filepath.Join(e.mkdir(filepath.Join(m1, "work")), "notes"), "seen through the kernel's mount\n")
+		e.snap = append(e.snap, u1)
+		return std("$L1", "$U", u1, "$M")(e)
+	}, want: []string{"workdir", "$ROOT/u1", "in use", "$ROOT/m1"}},
+	{name: "workdir is a strata mount's upperdir", args: func(e *env) []string {
+		u1, w1 := e.mkdir(filepath.Join(e.Root, "u1")), e.mkdir(filepath.Join(e.Root, "w1"))
+		m1 := e.mkdir(filepath.Join(e.Root, "m1"))
+		mountStrata(e.t, "", m1, "-o", opts(e.L2, u1, w1), m1)
+		e.write(filepath.Join(e.mkdir(filepath.Join(m1, "work")), "notes"), "seen through the first mount\n")
+		e.snap = append(e.snap, u1)
+		return std("$L1", "$U", u1, "$M")(e)
+	}, want: []string{"workdir", "$ROOT/u1", "in use"}},
 	{name: "workdir in use by a kernel overlay, path with a space", args: func(e *env) []string {
 		sp := e.mkdir(filepath.Join(e.Root, "a b"))
 		u, w := e.mkdir(filepath.Join(sp, "u")), e.mkdir(filepath.Join(sp, "w"))
