@@ -60,7 +60,10 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 		return st, err
 	}
 	if l.override != "" {
-		applyOverride(l, realRef{path: l.path(rel)}, &st)
+		if p, done, err := l.longPath(rel); err == nil {
+			applyOverride(l, realRef{path: p}, &st)
+			done()
+		}
 	}
 	if !l.Upper {
 		fs.unlinkedNlink(n, &st)
@@ -312,7 +315,10 @@ func (fs *FS) setGone(n *Node, a *SetAttr) (st unix.Stat_t, ok bool) {
 			rel := n.rel()
 			if l.lstat(rel, &base) == nil {
 				if l.override != "" {
-					applyOverride(l, realRef{path: l.path(rel)}, &base)
+					if p, done, err := l.longPath(rel); err == nil {
+						applyOverride(l, realRef{path: p}, &base)
+						done()
+					}
 				}
 				fs.unlinkedNlink(n, &base)
 				n.gone = &base
@@ -415,11 +421,17 @@ func (fs *FS) onReal(n *Node, fn func(at realAt, fd int) error) error {
 		return unix.EIO // copy-up did not happen: a bug, not a user error
 	}
 	rel := n.rel()
-	path := fs.upper.path(rel)
-	if rel == "" {
-		rel = "."
+	path, doneP, err := fs.upper.longPath(rel)
+	if err != nil {
+		return err
 	}
-	return fn(realAt{dir: fs.upper.fd, rel: rel, path: path}, -1)
+	defer doneP()
+	dir, at, done, err := fs.upper.at(rel) // rel may be deeper than PATH_MAX
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(realAt{dir: dir, rel: at, path: path}, -1)
 }
 
 func futimens(fd int, ts *[2]unix.Timespec) error {

@@ -98,7 +98,11 @@ func (fs *FS) copyUpLocked(n *Node, limit int64) (relink, renumbered bool, err e
 		relink, err := fs.copyUpFile(n, src, rel, limit)
 		return relink, false, err
 	}
-	srcPath := src.path(rel)
+	srcPath, done, err := src.longPath(rel)
+	if err != nil {
+		return false, false, err
+	}
+	defer done()
 	var st unix.Stat_t
 	if err := unix.Lstat(srcPath, &st); err != nil {
 		return false, false, err
@@ -334,8 +338,13 @@ func (fs *FS) copyUpOther(n *Node, srcPath string, st *unix.Stat_t) (renumbered 
 	if h := fs.Hooks.CopyUpBeforeLink; h != nil {
 		h(rel)
 	}
+	dst, done, err := fs.upper.longPath(rel)
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	restore := fs.keepParentTimes(n.parent)
-	err = unix.Rename(tmp, fs.upper.path(rel))
+	err = unix.Rename(tmp, dst)
 	restore()
 	if err != nil {
 		return false, err
@@ -372,11 +381,13 @@ func (fs *FS) keepParentTimes(parent *Node) func() {
 		return func() {}
 	}
 	return func() {
-		if rel == "" {
-			rel = "."
+		fd, at, done, err := fs.upper.at(rel)
+		if err != nil {
+			return
 		}
+		defer done()
 		ts := []unix.Timespec{st.Atim, st.Mtim}
-		unix.UtimesNanoAt(fs.upper.fd, rel, ts, unix.AT_SYMLINK_NOFOLLOW)
+		unix.UtimesNanoAt(fd, at, ts, unix.AT_SYMLINK_NOFOLLOW)
 	}
 }
 
@@ -403,13 +414,18 @@ func (fs *FS) createTemp() (fd int, path string, err error) {
 // linkCopy gives a finished copy (an O_TMPFILE, or the named file
 // tmpPath) its name rel in the upper layer.
 func (fs *FS) linkCopy(fd int, tmpPath, rel string) error {
-	if tmpPath != "" {
-		return unix.Renameat(unix.AT_FDCWD, tmpPath, fs.upper.fd, rel)
+	up, rel, done, err := fs.upper.at(rel) // rel may be deeper than PATH_MAX
+	if err != nil {
+		return err
 	}
-	err := unix.Linkat(fd, "", fs.upper.fd, rel, unix.AT_EMPTY_PATH)
+	defer done()
+	if tmpPath != "" {
+		return unix.Renameat(unix.AT_FDCWD, tmpPath, up, rel)
+	}
+	err = unix.Linkat(fd, "", up, rel, unix.AT_EMPTY_PATH)
 	if err == unix.ENOENT || err == unix.EPERM {
 		// Without CAP_DAC_READ_SEARCH, AT_EMPTY_PATH is refused.
-		err = unix.Linkat(unix.AT_FDCWD, procFdPath(fd), fs.upper.fd, rel, unix.AT_SYMLINK_FOLLOW)
+		err = unix.Linkat(unix.AT_FDCWD, procFdPath(fd), up, rel, unix.AT_SYMLINK_FOLLOW)
 	}
 	return err
 }

@@ -64,7 +64,18 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		return nil, nil, st, err
 	}
 	dstRel := joinRel(parentRel, name)
-	dst := fs.upper.path(dstRel)
+	// The new name as a descriptor and a short path below it, and as a
+	// path: a tree may be deeper than PATH_MAX.
+	up, dstAt, doneAt, err := fs.upper.at(dstRel)
+	if err != nil {
+		return nil, nil, st, err
+	}
+	defer doneAt()
+	dst, donePath, err := fs.upper.longPath(dstRel)
+	if err != nil {
+		return nil, nil, st, err
+	}
+	defer donePath()
 	overWhiteout := e.whiteout
 
 	uid, gid := fs.ids.toLayer(c.UID, c.GID)
@@ -87,7 +98,7 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		madeGID = pst.Gid
 	}
 	viaWork := overWhiteout || uid != fs.selfUID || gid != madeGID
-	dirfd, targetRel := fs.upper.fd, dstRel
+	dirfd, targetRel := up, dstAt
 	target := dst
 	if viaWork {
 		target = fs.tmpName()
@@ -139,15 +150,15 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 			if err := unix.Lsetxattr(target, fs.xOpaque, []byte("y"), 0); err != nil {
 				return fail(err)
 			}
-			if err := unix.Renameat2(dirfd, targetRel, fs.upper.fd, dstRel, unix.RENAME_EXCHANGE); err != nil {
+			if err := unix.Renameat2(dirfd, targetRel, up, dstAt, unix.RENAME_EXCHANGE); err != nil {
 				return fail(err)
 			}
 			unix.Unlinkat(dirfd, targetRel, 0) // the whiteout, now in the work directory
-		} else if err := unix.Renameat(dirfd, targetRel, fs.upper.fd, dstRel); err != nil {
+		} else if err := unix.Renameat(dirfd, targetRel, up, dstAt); err != nil {
 			return fail(err)
 		}
 	} else if viaWork {
-		if err := unix.Renameat2(dirfd, targetRel, fs.upper.fd, dstRel, unix.RENAME_NOREPLACE); err != nil {
+		if err := unix.Renameat2(dirfd, targetRel, up, dstAt, unix.RENAME_NOREPLACE); err != nil {
 			return fail(err)
 		}
 	}
@@ -216,19 +227,32 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	} else if err != unix.ENOENT {
 		return st, err
 	}
-	up := fs.upper.fd
 	srcRel, dstRel := n.rel(), parent.childRel(name)
-	dst := fs.upper.path(dstRel)
+	upS, srcAt, doneS, err := fs.upper.at(srcRel) // deeper than PATH_MAX, maybe
+	if err != nil {
+		return st, err
+	}
+	defer doneS()
+	upD, dstAt, doneD, err := fs.upper.at(dstRel)
+	if err != nil {
+		return st, err
+	}
+	defer doneD()
+	dst, doneP, err := fs.upper.longPath(dstRel)
+	if err != nil {
+		return st, err
+	}
+	defer doneP()
 	if isWhiteoutIn(fs.upper, dstRel) {
 		tmp := fs.workRel(fs.tmpName())
-		if err := unix.Linkat(up, srcRel, fs.workDir, tmp, 0); err != nil {
+		if err := unix.Linkat(upS, srcAt, fs.workDir, tmp, 0); err != nil {
 			return st, err
 		}
-		if err := unix.Renameat(fs.workDir, tmp, up, dstRel); err != nil {
+		if err := unix.Renameat(fs.workDir, tmp, upD, dstAt); err != nil {
 			unix.Unlinkat(fs.workDir, tmp, 0)
 			return st, err
 		}
-	} else if err := unix.Linkat(up, srcRel, up, dstRel, 0); err != nil {
+	} else if err := unix.Linkat(upS, srcAt, upD, dstAt, 0); err != nil {
 		return st, err
 	}
 	fs.addAlias(n, parent, name)

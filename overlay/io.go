@@ -127,8 +127,12 @@ func (fs *FS) Sync(n *Node, dataOnly bool) error {
 			return err
 		}
 		fs.treeMu.RLock()
-		parent := fs.upper.path(n.parent.rel())
+		parent, done, err := fs.upper.longPath(n.parent.rel())
 		fs.treeMu.RUnlock()
+		if err != nil {
+			return err
+		}
+		defer done()
 		return fs.syncDir(parent)
 	}
 	b, err := fs.acquire(n, false)

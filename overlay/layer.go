@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,21 +57,86 @@ func openLayer(path string, idx int, upper bool) (*Layer, error) {
 	return l, nil
 }
 
-// lstat stats rel without following a final symlink, resolving it from
-// the layer's root descriptor (no path walk through /proc).
-func (l *Layer) lstat(rel string, st *unix.Stat_t) error {
+// maxRel is the longest path below a layer's root handed to the kernel
+// in one piece. The kernel takes paths of up to PATH_MAX (4096) bytes,
+// but a tree may be deeper than that (kernel overlayfs serves it, being
+// built on dentries, not paths): a longer one is reached a piece at a
+// time (Layer.at).
+const maxRel = 3072
+
+// at returns a descriptor and a path relative to it naming rel ("" is the
+// root) in the layer: the root's descriptor and rel itself, unless rel is
+// longer than maxRel; then a descriptor of a directory on the way, opened
+// a piece at a time, which done closes.
+func (l *Layer) at(rel string) (fd int, name string, done func(), err error) {
 	if rel == "" {
 		rel = "."
 	}
-	return unix.Fstatat(l.fd, rel, st, unix.AT_SYMLINK_NOFOLLOW)
+	if len(rel) <= maxRel {
+		return l.fd, rel, noDone, nil
+	}
+	return walkAt(l.fd, rel)
+}
+
+func noDone() {}
+
+// walkAt opens the directories of a long rel below dirfd in pieces of at
+// most maxRel bytes, and returns the last one with what is left of rel.
+func walkAt(dirfd int, rel string) (int, string, func(), error) {
+	fd := dirfd
+	for len(rel) > maxRel {
+		i := strings.LastIndexByte(rel[:maxRel+1], '/')
+		if i <= 0 {
+			if fd != dirfd {
+				unix.Close(fd)
+			}
+			return -1, "", nil, unix.ENAMETOOLONG
+		}
+		next, err := unix.Openat(fd, rel[:i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if fd != dirfd {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return -1, "", nil, err
+		}
+		fd, rel = next, rel[i+1:]
+	}
+	return fd, rel, func() { unix.Close(fd) }, nil
+}
+
+// longPath is path for rel of any length: for a rel longer than maxRel,
+// a path through the descriptor of a directory on the way, which stays
+// open until done.
+func (l *Layer) longPath(rel string) (path string, done func(), err error) {
+	if len(rel) <= maxRel {
+		return l.path(rel), noDone, nil
+	}
+	fd, name, done, err := walkAt(l.fd, rel)
+	if err != nil {
+		return "", nil, err
+	}
+	return procFdPath(fd) + "/" + name, done, nil
+}
+
+// lstat stats rel without following a final symlink, resolving it from
+// the layer's root descriptor (no path walk through /proc).
+func (l *Layer) lstat(rel string, st *unix.Stat_t) error {
+	fd, name, done, err := l.at(rel)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return unix.Fstatat(fd, name, st, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // open opens rel relative to the layer's root descriptor.
 func (l *Layer) open(rel string, flags int, mode uint32) (int, error) {
-	if rel == "" {
-		rel = "."
+	fd, name, done, err := l.at(rel)
+	if err != nil {
+		return -1, err
 	}
-	return unix.Openat(l.fd, rel, flags|unix.O_CLOEXEC, mode)
+	defer done()
+	return unix.Openat(fd, name, flags|unix.O_CLOEXEC, mode)
 }
 
 // exists reports whether rel exists in the layer.

@@ -266,7 +266,10 @@ func (fs *FS) lookup(parent *Node, name string, ent *DirEntry) (*Node, unix.Stat
 	}
 	st := e.st
 	if e.stLayer.override != "" {
-		applyOverride(e.stLayer, realRef{path: e.stLayer.path(parent.childRel(name))}, &st)
+		if p, done, err := e.stLayer.longPath(parent.childRel(name)); err == nil {
+			applyOverride(e.stLayer, realRef{path: p}, &st)
+			done()
+		}
 	}
 	fs.fixAttr(n, &st)
 	return n, st, nil

@@ -166,7 +166,11 @@ func (fs *FS) removable(parent *Node, name string, dir bool) (entry, error) {
 // one rename. With keep, a regular file is moved into the work directory
 // instead of removed, and its new path returned.
 func (fs *FS) removeUpper(rel string, exists, isDir, whiteout, keep bool) (grave string, err error) {
-	up := fs.upper.fd
+	up, rel, done, err := fs.upper.at(rel) // rel may be deeper than PATH_MAX
+	if err != nil {
+		return "", err
+	}
+	defer done()
 	if !exists {
 		if !whiteout {
 			return "", nil
@@ -176,7 +180,7 @@ func (fs *FS) removeUpper(rel string, exists, isDir, whiteout, keep bool) (grave
 	if !whiteout {
 		switch {
 		case isDir:
-			clearWhiteouts(fs.upper, rel)
+			clearWhiteouts(up, rel)
 			return "", unix.Unlinkat(up, rel, unix.AT_REMOVEDIR)
 		case keep:
 			grave = fs.tmpName()
@@ -207,13 +211,17 @@ func (fs *FS) removeUpper(rel string, exists, isDir, whiteout, keep bool) (grave
 	return "", nil
 }
 
-// clearWhiteouts removes the whiteouts of an upper directory that is
-// empty in the merged view, so the real directory can go.
-func clearWhiteouts(l *Layer, rel string) {
-	ents, _ := readDirAt(l, rel)
+// clearWhiteouts removes the whiteouts of an upper directory (rel below
+// dirfd) that is empty in the merged view, so the real directory can go.
+func clearWhiteouts(dirfd int, rel string) {
+	fd, err := unix.Openat(dirfd, rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	ents, _ := readDirFd(fd)
 	for _, e := range ents {
 		if e.dtype == unix.DT_CHR {
-			unix.Unlinkat(l.fd, joinRel(rel, e.name), 0)
+			unix.Unlinkat(dirfd, rel+"/"+e.name, 0)
 		}
 	}
 }

@@ -86,12 +86,32 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	if !se.upper {
 		return unix.ENOENT // replaced while we copied up: let the caller look again
 	}
-	up := fs.upper.fd
 	srcRel, dstRel := op.childRel(oname), np.childRel(nname)
 	if srcRel == dstRel {
 		return nil
 	}
-	srcPath, dstPath := fs.upper.path(srcRel), fs.upper.path(dstRel) // for xattrs
+	// Both names as descriptors and short paths below them, and as paths
+	// (for xattrs): a tree may be deeper than PATH_MAX.
+	upS, srcAt, doneS, err := fs.upper.at(srcRel)
+	if err != nil {
+		return err
+	}
+	defer doneS()
+	upD, dstAt, doneD, err := fs.upper.at(dstRel)
+	if err != nil {
+		return err
+	}
+	defer doneD()
+	srcPath, doneSP, err := fs.upper.longPath(srcRel)
+	if err != nil {
+		return err
+	}
+	defer doneSP()
+	dstPath, doneDP, err := fs.upper.longPath(dstRel)
+	if err != nil {
+		return err
+	}
+	defer doneDP()
 	de, derr := fs.lookupEntry(np, nname)
 	dstExists := derr == nil
 	if derr != nil && derr != unix.ENOENT {
@@ -116,7 +136,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 				return err
 			}
 		}
-		if err := unix.Renameat2(up, srcRel, up, dstRel, unix.RENAME_EXCHANGE); err != nil {
+		if err := unix.Renameat2(upS, srcAt, upD, dstAt, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
 		if srcNode != nil {
@@ -153,7 +173,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 				return unix.ENOTEMPTY
 			}
 			if de.upper {
-				clearWhiteouts(fs.upper, dstRel)
+				clearWhiteouts(upD, dstAt)
 			}
 		}
 	}
@@ -169,7 +189,7 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 		}
 		if keep {
 			grave = fs.tmpName()
-			if err := unix.Linkat(up, dstRel, fs.workDir, fs.workRel(grave), 0); err != nil {
+			if err := unix.Linkat(upD, dstAt, fs.workDir, fs.workRel(grave), 0); err != nil {
 				return err
 			}
 		}
@@ -191,23 +211,23 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	if isDir && !dstExists && isWhiteoutIn(fs.upper, dstRel) {
 		// A directory cannot replace the whiteout file: swap the two, and
 		// the whiteout lands where one may be needed.
-		if err := unix.Renameat2(up, srcRel, up, dstRel, unix.RENAME_EXCHANGE); err != nil {
+		if err := unix.Renameat2(upS, srcAt, upD, dstAt, unix.RENAME_EXCHANGE); err != nil {
 			return err
 		}
 		if !srcWhiteout {
-			unix.Unlinkat(up, srcRel, 0)
+			unix.Unlinkat(upS, srcAt, 0)
 		}
 	} else if srcWhiteout {
-		err := unix.Renameat2(up, srcRel, up, dstRel, unix.RENAME_WHITEOUT)
+		err := unix.Renameat2(upS, srcAt, upD, dstAt, unix.RENAME_WHITEOUT)
 		if err == unix.EINVAL || err == unix.EOPNOTSUPP {
-			if err = unix.Renameat(up, srcRel, up, dstRel); err == nil {
-				err = fs.makeWhiteout(up, srcRel)
+			if err = unix.Renameat(upS, srcAt, upD, dstAt); err == nil {
+				err = fs.makeWhiteout(upS, srcAt)
 			}
 		}
 		if err != nil {
 			return err
 		}
-	} else if err := unix.Renameat(up, srcRel, up, dstRel); err != nil {
+	} else if err := unix.Renameat(upS, srcAt, upD, dstAt); err != nil {
 		return err
 	}
 	renamed = true

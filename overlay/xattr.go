@@ -126,7 +126,12 @@ func (fs *FS) readRef(n *Node, fn func(r realRef) error) error {
 		return unix.ENOENT
 	}
 	rel := n.rel()
-	return fn(realRef{path: l.path(rel), layer: l, rel: rel})
+	p, done, err := l.longPath(rel)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return fn(realRef{path: p, layer: l, rel: rel})
 }
 
 // GetXattr reads an xattr into dest and returns its size; with an empty

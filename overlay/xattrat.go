@@ -64,11 +64,16 @@ func getxattrat(dirfd int, rel, name string, dest []byte) (int, error) {
 // getxattr reads xattr name of rel (not following a final symlink) into
 // dest and returns its size; with an empty dest it returns the size only.
 func (l *Layer) getxattr(rel, name string, dest []byte) (int, error) {
+	fd, at, done, err := l.at(rel)
+	if err != nil {
+		return -1, err
+	}
+	defer done()
 	if haveGetxattrat(l.fd) {
-		if rel == "" {
-			rel = "."
-		}
-		return getxattrat(l.fd, rel, name, dest)
+		return getxattrat(fd, at, name, dest)
+	}
+	if fd != l.fd {
+		return unix.Lgetxattr(procFdPath(fd)+"/"+at, name, dest)
 	}
 	return unix.Lgetxattr(l.path(rel), name, dest)
 }
