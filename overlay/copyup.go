@@ -164,9 +164,26 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 	switch {
 	case cloned:
 		lazy = false
+	case (lazy || deferData) && size > reserveMax && !fs.roomFor(size):
+		// Too little room in the upper layer to promise the data of a
+		// large copy for later: copy it now, so that the change fails
+		// (ENOSPC) rather than succeeds and is lost with its copy.
+		lazy, deferData = false, false
+		err = fs.copyData(sfd, tfd, size)
 	case lazy || deferData:
+		// The data of a smaller copy is reserved (reserveData). A larger
+		// one's is not: filling preallocated blocks made the durable
+		// copy-up of a 1 GiB file on ext4 take 1.6 s instead of 0.93 s;
+		// roomFor's check above stands in for it.
 		deferData = true
-		err = unix.Ftruncate(tfd, size)
+		if err = unix.Ftruncate(tfd, size); err == nil && size <= reserveMax {
+			err = reserveData(sfd, tfd, size, st)
+		}
+		if err == errNoReserve {
+			// The data cannot be promised for later: copy it now.
+			lazy, deferData = false, false
+			err = fs.copyData(sfd, tfd, size)
+		}
 	default:
 		err = fs.copyData(sfd, tfd, size)
 	}
@@ -538,6 +555,61 @@ func (fs *FS) copyXattrs(src, dst realRef) error {
 const smallCopy = 128 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, smallCopy); return &b }}
+
+// reserveMax is the largest copy whose data is reserved before it is
+// copied in the background (see copyUpFile).
+const reserveMax = 8 << 20
+
+// roomFor reports whether the upper layer's filesystem has size bytes
+// free for unprivileged use (root may have more: a copy made now finds out).
+func (fs *FS) roomFor(size int64) bool {
+	var sfs unix.Statfs_t
+	if unix.Fstatfs(int(fs.workFd.Fd()), &sfs) != nil {
+		return false
+	}
+	return int64(sfs.Bavail)*sfs.Bsize >= size
+}
+
+// errNoReserve: the upper layer's filesystem cannot preallocate.
+var errNoReserve = errors.New("no preallocation")
+
+// reserveData allocates, in the copy tfd, the blocks the data of the
+// lower file sfd (its first size bytes, holes left out) will take, before
+// that data is copied in the background. A full upper layer then refuses
+// the copy-up at once, and the change that set it off (a chmod, a write)
+// fails with ENOSPC as it does on the kernel's overlayfs, instead of
+// succeeding and being lost when the data cannot follow. errNoReserve
+// where the filesystem cannot preallocate.
+func reserveData(sfd, tfd int, size int64, st *unix.Stat_t) error {
+	alloc := func(off, n int64) error {
+		err := unix.Fallocate(tfd, 0, off, n)
+		if err == unix.EOPNOTSUPP || err == unix.ENOSYS {
+			return errNoReserve
+		}
+		return err
+	}
+	if st.Blocks*512 >= size {
+		return alloc(0, size) // no holes to keep
+	}
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(sfd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO || err == nil && data >= size {
+			return nil // holes to the end
+		}
+		if err != nil {
+			return alloc(off, size-off) // no SEEK_DATA: all of it
+		}
+		hole, err := unix.Seek(sfd, data, unix.SEEK_HOLE)
+		if err != nil || hole > size {
+			hole = size
+		}
+		if err := alloc(data, hole-data); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
+}
 
 // copyData copies the first size bytes of sfd into tfd, keeping holes:
 // a clone where the filesystem shares extents, else copy_file_range over
