@@ -61,16 +61,23 @@ func TestNewWorkDirLeftoversOnly(t *testing.T) {
 
 	s2 := newStack(t, 1)
 	build(t, s2.work, "work/#1=partial copy", "work/notes/2025/todo=keep me")
-	fs, err := overlay.New(s2.config())
+	wantRefused(t, s2, "work/notes/2025", "work/#1", "work/notes/2025/todo")
+}
+
+// wantRefused checks that New refuses the stack's work directory with an
+// error naming what, and removes none of the paths keep.
+func wantRefused(t *testing.T, s *stack, what string, keep ...string) {
+	t.Helper()
+	fs, err := overlay.New(s.config())
 	if err == nil {
 		fs.Close()
-		t.Fatalf("New emptied a work directory holding a tree no overlay makes")
+		t.Fatalf("New accepted a work directory it must refuse (%s)", what)
 	}
-	if !strings.Contains(err.Error(), "work/notes/2025") {
-		t.Errorf("error %q does not name work/notes/2025", err)
+	if !strings.Contains(err.Error(), what) {
+		t.Errorf("error %q does not name %s", err, what)
 	}
-	for _, p := range []string{"work/#1", "work/notes/2025/todo"} {
-		if _, err := os.Lstat(filepath.Join(s2.work, p)); err != nil {
+	for _, p := range keep {
+		if _, err := os.Lstat(filepath.Join(s.work, p)); err != nil {
 			t.Errorf("%s removed by a refused mount: %v", p, err)
 		}
 	}
@@ -83,19 +90,7 @@ func TestNewWorkDirLeftoversOnly(t *testing.T) {
 func TestNewWorkDirKernelVolatile(t *testing.T) {
 	s := newStack(t, 1)
 	build(t, s.work, "work/incompat/volatile/dirty=", "work/#1=partial copy")
-	fs, err := overlay.New(s.config())
-	if err == nil {
-		fs.Close()
-		t.Fatalf("New mounted layers the kernel left marked volatile")
-	}
-	if !strings.Contains(err.Error(), "volatile") {
-		t.Errorf("error %q does not name volatile", err)
-	}
-	for _, p := range []string{"work/#1", "work/incompat/volatile/dirty"} {
-		if _, err := os.Lstat(filepath.Join(s.work, p)); err != nil {
-			t.Errorf("%s removed by a refused mount: %v", p, err)
-		}
-	}
+	wantRefused(t, s, "volatile", "work/#1", "work/incompat/volatile/dirty")
 	if err := os.RemoveAll(filepath.Join(s.work, "work", "incompat")); err != nil {
 		t.Fatal(err)
 	}
