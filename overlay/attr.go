@@ -59,12 +59,7 @@ func (fs *FS) Getattr(n *Node) (unix.Stat_t, error) {
 	if err := l.lstat(rel, &st); err != nil {
 		return st, err
 	}
-	if l.override != "" {
-		if p, done, err := l.longPath(rel); err == nil {
-			applyOverride(l, realRef{path: p}, &st)
-			done()
-		}
-	}
+	applyOverrideAt(l, rel, &st)
 	if !l.Upper {
 		fs.unlinkedNlink(n, &st)
 	}
@@ -314,12 +309,7 @@ func (fs *FS) setGone(n *Node, a *SetAttr) (st unix.Stat_t, ok bool) {
 			var base unix.Stat_t
 			rel := n.rel()
 			if l.lstat(rel, &base) == nil {
-				if l.override != "" {
-					if p, done, err := l.longPath(rel); err == nil {
-						applyOverride(l, realRef{path: p}, &base)
-						done()
-					}
-				}
+				applyOverrideAt(l, rel, &base)
 				fs.unlinkedNlink(n, &base)
 				n.gone = &base
 			}
@@ -421,17 +411,12 @@ func (fs *FS) onReal(n *Node, fn func(at realAt, fd int) error) error {
 		return unix.EIO // copy-up did not happen: a bug, not a user error
 	}
 	rel := n.rel()
-	path, doneP, err := fs.upper.longPath(rel)
-	if err != nil {
-		return err
-	}
-	defer doneP()
-	dir, at, done, err := fs.upper.at(rel) // rel may be deeper than PATH_MAX
+	p, done, err := fs.upper.place(rel) // rel may be deeper than PATH_MAX
 	if err != nil {
 		return err
 	}
 	defer done()
-	return fn(realAt{dir: dir, rel: at, path: path}, -1)
+	return fn(realAt{dir: p.fd, rel: p.name, path: p.path}, -1)
 }
 
 func futimens(fd int, ts *[2]unix.Timespec) error {

@@ -64,18 +64,12 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 		return nil, nil, st, err
 	}
 	dstRel := joinRel(parentRel, name)
-	// The new name as a descriptor and a short path below it, and as a
-	// path: a tree may be deeper than PATH_MAX.
-	up, dstAt, doneAt, err := fs.upper.at(dstRel)
+	d, done, err := fs.upper.place(dstRel) // a tree may be deeper than PATH_MAX
 	if err != nil {
 		return nil, nil, st, err
 	}
-	defer doneAt()
-	dst, donePath, err := fs.upper.longPath(dstRel)
-	if err != nil {
-		return nil, nil, st, err
-	}
-	defer donePath()
+	defer done()
+	up, dstAt, dst := d.fd, d.name, d.path
 	overWhiteout := e.whiteout
 
 	uid, gid := fs.ids.toLayer(c.UID, c.GID)
@@ -233,16 +227,12 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 		return st, err
 	}
 	defer doneS()
-	upD, dstAt, doneD, err := fs.upper.at(dstRel)
+	d, doneD, err := fs.upper.place(dstRel)
 	if err != nil {
 		return st, err
 	}
 	defer doneD()
-	dst, doneP, err := fs.upper.longPath(dstRel)
-	if err != nil {
-		return st, err
-	}
-	defer doneP()
+	upD, dstAt, dst := d.fd, d.name, d.path
 	if isWhiteoutIn(fs.upper, dstRel) {
 		tmp := fs.workRel(fs.tmpName())
 		if err := unix.Linkat(upS, srcAt, fs.workDir, tmp, 0); err != nil {

@@ -104,18 +104,35 @@ func walkAt(dirfd int, rel string) (int, string, func(), error) {
 	return fd, rel, func() { unix.Close(fd) }, nil
 }
 
-// longPath is path for rel of any length: for a rel longer than maxRel,
-// a path through the descriptor of a directory on the way, which stays
-// open until done.
-func (l *Layer) longPath(rel string) (path string, done func(), err error) {
-	if len(rel) <= maxRel {
-		return l.path(rel), noDone, nil
-	}
-	fd, name, done, err := walkAt(l.fd, rel)
+// place is rel resolved once for both kinds of system call: a
+// descriptor and a short path below it (the *at calls), and one path
+// (calls that take only a path, such as the xattr ones).
+type place struct {
+	fd   int
+	name string
+	path string
+}
+
+// place resolves rel as at does; done closes what it opened.
+func (l *Layer) place(rel string) (place, func(), error) {
+	fd, name, done, err := l.at(rel)
 	if err != nil {
-		return "", nil, err
+		return place{}, nil, err
 	}
-	return procFdPath(fd) + "/" + name, done, nil
+	p := place{fd: fd, name: name}
+	if fd == l.fd {
+		p.path = l.path(rel)
+	} else {
+		p.path = procFdPath(fd) + "/" + name // rel itself is too long
+	}
+	return p, done, nil
+}
+
+// longPath is path for rel of any length, through the descriptor of a
+// directory on the way for a rel longer than maxRel, open until done.
+func (l *Layer) longPath(rel string) (string, func(), error) {
+	p, done, err := l.place(rel)
+	return p.path, done, err
 }
 
 // lstat stats rel without following a final symlink, resolving it from

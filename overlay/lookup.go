@@ -265,12 +265,7 @@ func (fs *FS) lookup(parent *Node, name string, ent *DirEntry) (*Node, unix.Stat
 		}
 	}
 	st := e.st
-	if e.stLayer.override != "" {
-		if p, done, err := e.stLayer.longPath(parent.childRel(name)); err == nil {
-			applyOverride(e.stLayer, realRef{path: p}, &st)
-			done()
-		}
-	}
+	applyOverrideAt(e.stLayer, parent.childRel(name), &st)
 	fs.fixAttr(n, &st)
 	return n, st, nil
 }

@@ -37,6 +37,17 @@ func isOverrideXattr(name string) bool {
 		(name == OverridePrivileged || name == OverrideContainers || name == OverrideUser)
 }
 
+// applyOverrideAt is applyOverride for the object at rel in layer l.
+func applyOverrideAt(l *Layer, rel string, st *unix.Stat_t) {
+	if l == nil || l.override == "" {
+		return
+	}
+	if p, done, err := l.longPath(rel); err == nil {
+		applyOverride(l, realRef{path: p}, st)
+		done()
+	}
+}
+
 // applyOverride replaces st's owner and permission bits with the ones
 // layer l records for the object (at path, or behind fd), if any.
 func applyOverride(l *Layer, ref realRef, st *unix.Stat_t) {

@@ -90,28 +90,20 @@ func (fs *FS) Rename(op *Node, oname string, np *Node, nname string, flags uint3
 	if srcRel == dstRel {
 		return nil
 	}
-	// Both names as descriptors and short paths below them, and as paths
-	// (for xattrs): a tree may be deeper than PATH_MAX.
-	upS, srcAt, doneS, err := fs.upper.at(srcRel)
+	// Both names resolved for the *at calls and as paths (for xattrs): a
+	// tree may be deeper than PATH_MAX.
+	s, doneS, err := fs.upper.place(srcRel)
 	if err != nil {
 		return err
 	}
 	defer doneS()
-	upD, dstAt, doneD, err := fs.upper.at(dstRel)
+	d, doneD, err := fs.upper.place(dstRel)
 	if err != nil {
 		return err
 	}
 	defer doneD()
-	srcPath, doneSP, err := fs.upper.longPath(srcRel)
-	if err != nil {
-		return err
-	}
-	defer doneSP()
-	dstPath, doneDP, err := fs.upper.longPath(dstRel)
-	if err != nil {
-		return err
-	}
-	defer doneDP()
+	upS, srcAt, srcPath := s.fd, s.name, s.path
+	upD, dstAt, dstPath := d.fd, d.name, d.path
 	de, derr := fs.lookupEntry(np, nname)
 	dstExists := derr == nil
 	if derr != nil && derr != unix.ENOENT {

@@ -64,16 +64,18 @@ func getxattrat(dirfd int, rel, name string, dest []byte) (int, error) {
 // getxattr reads xattr name of rel (not following a final symlink) into
 // dest and returns its size; with an empty dest it returns the size only.
 func (l *Layer) getxattr(rel, name string, dest []byte) (int, error) {
-	fd, at, done, err := l.at(rel)
+	if haveGetxattrat(l.fd) {
+		fd, at, done, err := l.at(rel)
+		if err != nil {
+			return -1, err
+		}
+		defer done()
+		return getxattrat(fd, at, name, dest)
+	}
+	p, done, err := l.longPath(rel)
 	if err != nil {
 		return -1, err
 	}
 	defer done()
-	if haveGetxattrat(l.fd) {
-		return getxattrat(fd, at, name, dest)
-	}
-	if fd != l.fd {
-		return unix.Lgetxattr(procFdPath(fd)+"/"+at, name, dest)
-	}
-	return unix.Lgetxattr(l.path(rel), name, dest)
+	return unix.Lgetxattr(p, name, dest)
 }
