@@ -65,6 +65,24 @@ func (fs *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint
 	return uint32(w), status(err)
 }
 
+// CopyFileRange serves copy_file_range(2) between two files of the mount
+// in the daemon: the real filesystems copy the data (or share it, where
+// they clone), where the kernel would otherwise read it through the mount
+// and write it back, request by request. The kernel has written both
+// ranges' cached pages back before, and drops the destination's after.
+func (fs *FS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	fs.turn()
+	src, dst := fs.node(in.NodeId), fs.node(in.NodeIdOut)
+	if src == nil || dst == nil {
+		return 0, fuse.ENOENT
+	}
+	if in.Flags != 0 {
+		return 0, fuse.EINVAL
+	}
+	n, err := fs.ov.CopyRange(src, int64(in.OffIn), dst, int64(in.OffOut), int64(min(in.Len, 1<<31)), fs.Writeback)
+	return uint32(n), status(err)
+}
+
 func (fs *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	fs.turn()
 	n := fs.node(in.NodeId)

@@ -696,65 +696,6 @@ func copyExtents(sfd, tfd int, off, end int64) error {
 	return nil
 }
 
-// copyRange copies [off, off+n) from sfd to the same offsets of tfd.
-func copyRange(sfd, tfd int, off, n int64) error {
-	roff, woff := off, off
-	for n > 0 {
-		chunk := n
-		if chunk > 1<<30 {
-			chunk = 1 << 30
-		}
-		c, err := unix.CopyFileRange(sfd, &roff, tfd, &woff, int(chunk), 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
-				return copyRangeRW(sfd, tfd, roff, n)
-			}
-			return err
-		}
-		if c == 0 {
-			return nil // the source ended early: the truncate pads
-		}
-		n -= int64(c)
-	}
-	return nil
-}
-
-func copyRangeRW(sfd, tfd int, off, n int64) error {
-	buf := make([]byte, 1<<20)
-	for n > 0 {
-		chunk := int64(len(buf))
-		if chunk > n {
-			chunk = n
-		}
-		r, err := unix.Pread(sfd, buf[:chunk], off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if r == 0 {
-			return nil
-		}
-		for w := 0; w < r; {
-			c, err := unix.Pwrite(tfd, buf[w:r], off+int64(w))
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			w += c
-		}
-		off += int64(r)
-		n -= int64(r)
-	}
-	return nil
-}
-
 // removeTemp removes a scratch object (a directory holding only
 // whiteouts at most) from the work directory.
 func removeTemp(path string) {

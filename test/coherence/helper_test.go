@@ -69,6 +69,29 @@ func helperMain(args []string) error {
 		}
 		defer unix.Close(fd)
 		return unix.Ftruncate(fd, atoi(args[2]))
+	case "copyrange": // SRC OFF DST OFF LEN: copy_file_range(2)
+		in, err := unix.Open(path, unix.O_RDONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(in)
+		out, err := unix.Open(args[3], unix.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(out)
+		offIn, offOut, n := atoi(args[2]), atoi(args[4]), int(atoi(args[5]))
+		for n > 0 {
+			c, err := unix.CopyFileRange(in, &offIn, out, &offOut, n, 0)
+			if err != nil {
+				return err
+			}
+			if c == 0 {
+				return fmt.Errorf("copy_file_range: the source ended with %d bytes left", n)
+			}
+			n -= c
+		}
+		return nil
 	case "mapwrite": // PATH OFF DATA: write through a shared mapping
 		fd, err := unix.Open(path, unix.O_RDWR, 0)
 		if err != nil {

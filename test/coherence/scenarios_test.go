@@ -24,6 +24,12 @@ const small = 8192
 
 func smallFile(t *testing.T, lower string) { writeLower(t, lower+"/f", fill('A', small)) }
 
+// twoFiles is smallFile and a second file, g, of 'B's.
+func twoFiles(t *testing.T, lower string) {
+	smallFile(t, lower)
+	writeLower(t, lower+"/g", fill('B', small))
+}
+
 var scenarios = []scenario{
 	{"1", "read-only shared mapping sees another process's write", smallFile, func(e *env) error {
 		_, m, done, err := e.openMapped("f", unix.O_RDONLY, unix.PROT_READ, small)
@@ -66,6 +72,24 @@ var scenarios = []scenario{
 			return fmt.Errorf("after extending: %v", err)
 		}
 		return expect("after extending", got, "AAAAAA\x00\x00\x00\x00\x00\x00")
+	}},
+	{"1c", "read-only shared mapping sees what another process's copy_file_range puts in the file", twoFiles, func(e *env) error {
+		_, m, done, err := e.openMapped("f", unix.O_RDONLY, unix.PROT_READ, small)
+		if err != nil {
+			return err
+		}
+		defer done()
+		if got, err := mapped(m, 4000, 4); err != nil || got != "AAAA" {
+			return fmt.Errorf("before: %q %v", got, err)
+		}
+		if _, err := other("copyrange", e.path("g"), "10", e.path("f"), "4000", "4"); err != nil {
+			return err
+		}
+		got, err := mapped(m, 4000, 4)
+		if err != nil {
+			return err
+		}
+		return expect("mapping after the copy", got, "BBBB")
 	}},
 	{"2", "writable mapping reaches an old read-only descriptor and a new mapping", smallFile, func(e *env) error {
 		fd, err := unix.Open(e.path("f"), unix.O_RDONLY, 0)
