@@ -1,6 +1,7 @@
 package difftest
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -81,6 +82,36 @@ var Differences = []Difference{
 		Strata:   "the FUSE module answers it in the kernel with the generic llseek (offset 0, or ENXIO past the size); Strata never sees the call",
 		Why:      "decided by the FUSE kernel module, not by Strata",
 		Handling: "OpFdSeek on a directory is not compared",
+	},
+	{
+		ID:     "fuse-seek-holes",
+		Kernel: "lseek with SEEK_DATA or SEEK_HOLE on a regular file reports the real file's holes",
+		Strata: "on a writable mount, reports the whole file as data and the one hole at its end, as the FUSE kernel module answers when the daemon declines (fuse-overlayfs does too): the kernel asks the daemon without sending it the data it holds (the writeback cache's pages, pages written through shared mappings), so the daemon's real file may have holes where the file has data",
+		Why:    "POSIX allows a file system to report every byte as data; reporting a hole where there is data loses it in sparse copies",
+		Handling: "for OpFdSeek on a regular file, Strata's answer is accepted when it is the one with no holes (SEEK_DATA: the offset itself; SEEK_HOLE: the end of the file) and the kernel's agrees with it " +
+			"(SEEK_DATA: a later offset, or ENXIO for a file that is a hole from there on; SEEK_HOLE: an offset between the one asked for and Strata's end of the file)",
+		AllowResult: func(op Op, rs, rk Result) bool {
+			var sOff, kOff int64
+			if op.Kind != OpFdSeek || rs.Errno != 0 {
+				return false
+			}
+			if _, err := fmt.Sscanf(rs.Data, "offset %d", &sOff); err != nil {
+				return false
+			}
+			kernelAt := rk.Errno == 0
+			if kernelAt {
+				if _, err := fmt.Sscanf(rk.Data, "offset %d", &kOff); err != nil {
+					return false
+				}
+			}
+			switch op.Flags {
+			case unix.SEEK_DATA:
+				return sOff == op.Off && (!kernelAt && rk.Errno == unix.ENXIO || kernelAt && kOff >= op.Off)
+			case unix.SEEK_HOLE:
+				return kernelAt && op.Off <= kOff && kOff <= sOff
+			}
+			return false
+		},
 	},
 	{
 		ID:       "fuse-truncate-same-size",

@@ -411,6 +411,25 @@ var regressions = []Case{
 			{Kind: OpFdSetxattr, Name: "user.new", Value: "qqqqqqqqq", Flags: 0x2, Slot: 1},
 		},
 	},
+	{
+		// Data written and not sent to the daemon yet (the writeback
+		// cache) was past the end of the file for SEEK_DATA: ENXIO
+		// (found with the file's name removed; it does not matter).
+		Name: "seek-data-unsent-write",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "deep", Kind: KDir, Mode: 0755, Mtime: plainTime, Opaque: true},
+			{Layer: 0, Path: "deep/f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 70000, Fill: 33},
+		}},
+		UserXattr: true,
+		Ops: []Op{
+			{Kind: OpOpenClose, Path: "deep/f", Flags: unix.O_TRUNC},
+			{Kind: OpOpen, Path: "deep/f", Flags: unix.O_RDWR},
+			{Kind: OpUnlink, Path: "deep/f"},
+			{Kind: OpFdWrite, Off: 4096, Len: 100, Fill: 161},
+			{Kind: OpFdSeek, Flags: unix.SEEK_HOLE},
+			{Kind: OpFdSeek, Flags: unix.SEEK_DATA},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {

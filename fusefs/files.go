@@ -101,8 +101,21 @@ func (fs *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Statu
 	return status(fs.ov.Allocate(n, in.Mode, int64(in.Offset), int64(in.Length)))
 }
 
+// Lseek answers SEEK_DATA and SEEK_HOLE from the real file on a
+// read-only mount only. On a writable one the kernel may hold data the
+// daemon has not seen yet (pages written with the writeback cache, or
+// through a shared mapping, and not sent), and it does not send them
+// before it asks: the daemon would report holes where the file has data,
+// and SEEK_DATA past its own end of the file would fail with ENXIO though
+// the file is longer (a sparse copy made then, by cp or qemu-img, would
+// lose the data). ENOSYS makes the kernel answer this and every later
+// call itself, from the size it knows: data up to the end of the file,
+// the hole after it. That is always true, as fuse-overlayfs answers.
 func (fs *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
 	fs.turn()
+	if !fs.ov.ReadOnly() {
+		return fuse.ENOSYS
+	}
 	n := fs.node(in.NodeId)
 	if n == nil {
 		return fuse.ENOENT
