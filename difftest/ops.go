@@ -51,13 +51,14 @@ const (
 	OpFdSeek                        // lseek(Slot, Off, Flags): SEEK_DATA or SEEK_HOLE; the offset is compared
 	OpFdFallocate                   // fallocate(Slot, Flags, Off, Len)
 	OpFdSync                        // fsync(Slot), or fdatasync with Flags 1
+	OpCopyRange                     // copy_file_range(open(Path) at Off, open(Path2, O_WRONLY) at Off2, Len): the count is compared
 	opMax
 )
 
 var opNames = [...]string{"", "OpWrite", "OpAppend", "OpTruncate", "OpOpenClose", "OpMkdir", "OpRmdir", "OpUnlink", "OpRename",
 	"OpLink", "OpSymlink", "OpMknod", "OpChmod", "OpChown", "OpUtimes", "OpSetxattr", "OpRemovexattr", "OpOpen",
 	"OpFdWrite", "OpFdRead", "OpFdStat", "OpFdTruncate", "OpClose", "OpDropCaches", "OpRemount",
-	"OpFdChmod", "OpFdChown", "OpFdUtimes", "OpFdSetxattr", "OpFdReaddir", "OpFdSeek", "OpFdFallocate", "OpFdSync"}
+	"OpFdChmod", "OpFdChown", "OpFdUtimes", "OpFdSetxattr", "OpFdReaddir", "OpFdSeek", "OpFdFallocate", "OpFdSync", "OpCopyRange"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) && k > 0 {
@@ -84,6 +85,7 @@ type Op struct {
 	Path     string
 	Path2    string
 	Off      int64
+	Off2     int64
 	Len      int
 	Fill     byte
 	Mode     uint32
@@ -121,6 +123,9 @@ func (o Op) String() string {
 	}
 	if o.Off != 0 {
 		add("off=%d", o.Off)
+	}
+	if o.Off2 != 0 {
+		add("off2=%d", o.Off2)
 	}
 	if o.Len != 0 {
 		add("len=%d fill=%d", o.Len, o.Fill)
@@ -183,6 +188,9 @@ func (o Op) GoString() string {
 	}
 	if o.Off != 0 {
 		add("Off: %d", o.Off)
+	}
+	if o.Off2 != 0 {
+		add("Off2: %d", o.Off2)
 	}
 	if o.Len != 0 {
 		add("Len: %d", o.Len)
@@ -505,7 +513,7 @@ var Focuses = map[string]map[OpKind]int{
 		OpFdChown: 3, OpFdUtimes: 3, OpFdSetxattr: 3, OpFdStat: 3, OpWrite: 3, OpTruncate: 2, OpRename: 2, OpLink: 2},
 	"data": {OpWrite: 10, OpAppend: 5, OpTruncate: 6, OpOpenClose: 4, OpOpen: 6, OpFdWrite: 8, OpFdRead: 6,
 		OpFdTruncate: 4, OpFdSeek: 4, OpFdFallocate: 4, OpFdSync: 2, OpFdStat: 3, OpClose: 2, OpRename: 3,
-		OpUnlink: 2, OpLink: 2, OpDropCaches: 1, OpRemount: 1},
+		OpUnlink: 2, OpLink: 2, OpDropCaches: 1, OpRemount: 1, OpCopyRange: 4},
 }
 
 // GenOpsFocus is GenOps with the operation mix of Focuses[focus].
@@ -676,6 +684,7 @@ var opWeights = [opMax]int{
 	OpSetxattr: 6, OpRemovexattr: 4, OpOpen: 4, OpFdWrite: 3, OpFdRead: 2, OpFdStat: 2,
 	OpFdTruncate: 1, OpClose: 2, OpDropCaches: 1, OpRemount: 1,
 	OpFdChmod: 1, OpFdChown: 1, OpFdUtimes: 1, OpFdSetxattr: 1, OpFdReaddir: 2, OpFdSeek: 1, OpFdFallocate: 1, OpFdSync: 1,
+	OpCopyRange: 2,
 }
 
 // Next generates one operation.
@@ -873,6 +882,15 @@ func (g *OpGen) Next() (o Op) {
 		o.Slot = r.IntN(NSlots)
 		o.Off = writeOffs[r.IntN(len(writeOffs))]
 		o.Flags = []int{unix.SEEK_DATA, unix.SEEK_HOLE}[r.IntN(2)]
+	case OpCopyRange:
+		o.Path = g.pathPref(false)
+		o.Path2 = g.pathPref(false)
+		if r.IntN(4) == 0 {
+			o.Path2 = o.Path
+		}
+		o.Off = writeOffs[r.IntN(len(writeOffs))]
+		o.Off2 = writeOffs[r.IntN(len(writeOffs))]
+		o.Len = writeLens[1+r.IntN(len(writeLens)-1)]
 	case OpFdFallocate:
 		o.Slot = r.IntN(NSlots)
 		o.Off = writeOffs[r.IntN(len(writeOffs)-1)]
@@ -1099,11 +1117,39 @@ func (s *Side) Apply(o Op) Result {
 	case OpFdWrite, OpFdRead, OpFdStat, OpFdTruncate, OpClose, OpFdChmod, OpFdChown, OpFdUtimes,
 		OpFdSetxattr, OpFdReaddir, OpFdSeek, OpFdFallocate, OpFdSync:
 		return s.applyFd(o)
+	case OpCopyRange:
+		return s.copyRange(p, o)
 	default:
 		err = unix.EINVAL
 	}
 	return Result{Errno: errnoOf(err)}
 }
+
+// copyRange copies with one copy_file_range(2) call, as OpCopyRange.
+func (s *Side) copyRange(p string, o Op) Result {
+	in, err := openNB(p, unix.O_RDONLY, 0)
+	if err != nil {
+		return Result{Errno: errnoOf(err)}
+	}
+	defer unix.Close(in)
+	out, err := openNB(s.abs(o.Path2), unix.O_WRONLY, 0)
+	if err != nil {
+		return Result{Errno: errnoOf(err)}
+	}
+	roff, woff := o.Off, o.Off2
+	n, err := unix.CopyFileRange(in, &roff, out, &woff, o.Len, 0)
+	if cerr := unix.Close(out); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Result{Errno: errnoOf(err), Data: copyFailed}
+	}
+	return Result{Data: fmt.Sprintf("copied %d", n)}
+}
+
+// copyFailed is the data of an OpCopyRange whose copy failed after both
+// files were opened.
+const copyFailed = "opened, not copied"
 
 func (s *Side) applyFd(o Op) Result {
 	fd := s.fds[o.Slot]

@@ -430,6 +430,23 @@ var regressions = []Case{
 			{Kind: OpFdSeek, Flags: unix.SEEK_DATA},
 		},
 	},
+	{
+		// A failed copy_file_range opened its destination for
+		// writing, and the kernel copied that lower hard link up.
+		Name: "copy-range-failed-into-lower-link",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "d", Kind: KDir, Mode: 0755, Mtime: plainTime},
+			{Layer: 0, Path: "d/fifo", Kind: KFifo, Mode: 0644, Mtime: plainTime},
+			{Layer: 0, Path: "d/f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 1, Fill: 124},
+			{Layer: 0, Path: "d/e", Kind: KHardlink, Target: "d/f"},
+		}},
+		Ops: []Op{
+			{Kind: OpCopyRange, Path: "d/fifo", Path2: "d/e", Off: 1 << 20, Len: 9000},
+			{Kind: OpCopyRange, Path: "d/f", Path2: "d/e", Off: 1, Len: 10},
+			{Kind: OpCopyRange, Path: "d/f", Path2: "d/f", Len: 1},
+			{Kind: OpCopyRange, Path: "d/e", Path2: "d/f", Off2: 5000, Len: 100},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {

@@ -659,6 +659,15 @@ func (s *session) evenTimes(path string, ms, mk *mount) error {
 // written, on both mounts, was copied up by the kernel but not by
 // Strata; and which path a descriptor slot holds.
 func (s *session) noteDeferred(op Op, rs, rk Result, kernelRoot string) {
+	if op.Kind == OpCopyRange {
+		// Its destination was opened for writing; nothing was written
+		// when nothing was copied.
+		unchanged := func(r Result) bool { return r.Data == "copied 0" || r.Data == copyFailed }
+		if unchanged(rs) && unchanged(rk) {
+			s.deferred[resolved(kernelRoot, op.Path2)] = true
+		}
+		return
+	}
 	if rs.Errno != 0 || rk.Errno != 0 {
 		return
 	}
