@@ -163,6 +163,13 @@ func Scenarios(withBuild, withMany bool) []Scenario {
 					}
 					return copyUp(e.path(bigName), e.byte0, true)
 				}}}},
+		{Name: "cp", Steps: []Step{{Name: "cp", Cold: true,
+			Desc: "cp of the big lower file to a new file in the mount (coreutils cp: copy_file_range), until cp returns",
+			Run: func(e *Env) (time.Duration, StepResult, error) {
+				return timed(func() (StepResult, error) {
+					return StepResult{Files: 1, Bytes: e.L.BigSize}, runQuiet("", nil, "cp", e.path(bigName), e.path(bigName+".cp"))
+				})
+			}}}},
 	}
 	if withBuild {
 		build := func(e *Env) (time.Duration, StepResult, error) {
