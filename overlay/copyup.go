@@ -491,6 +491,9 @@ func (fs *FS) copyMeta(st *unix.Stat_t, src, dst realRef, ino uint64) (recorded 
 	if err := fs.copyXattrs(src, dst); err != nil {
 		return false, err
 	}
+	if kind == unix.S_IFREG || kind == unix.S_IFDIR {
+		fs.copyFlags(src, dst)
+	}
 	if useOverride {
 		if err := fs.writeOverride(dst, st.Uid, st.Gid, st.Mode); err != nil {
 			return false, err
