@@ -122,20 +122,17 @@ func copyBetweenRW(sfd int, roff int64, tfd int, woff int64, n int64) (int64, er
 	buf := make([]byte, min(n, 1<<20))
 	var total int64
 	for total < n {
-		r, err := unix.Pread(sfd, buf[:min(int64(len(buf)), n-total)], roff+total)
-		if err == unix.EINTR {
-			continue
+		chunk := buf[:min(int64(len(buf)), n-total)]
+		r, err := preadFull(sfd, chunk, roff+total)
+		if r > 0 {
+			if _, err := pwriteFull(tfd, chunk[:r], woff+total); err != nil {
+				return total, err
+			}
+			total += int64(r)
 		}
-		if err != nil {
-			return total, err
+		if err != nil || r < len(chunk) {
+			return total, err // an error, or sfd ended
 		}
-		if r == 0 {
-			break
-		}
-		if _, err := pwriteFull(tfd, buf[:r], woff+total); err != nil {
-			return total, err
-		}
-		total += int64(r)
 	}
 	return total, nil
 }

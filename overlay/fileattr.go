@@ -81,15 +81,11 @@ func (fs *FS) onRealFile(n *Node, fn func(fd int) error) (prot uint32, err error
 		return 0, unix.ENOTTY
 	}
 	err = fs.readRef(n, func(r realRef) error {
-		fd := r.fd
-		if r.path != "" {
-			var err error
-			fd, err = openForFlags(r.path)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
+		fd, done, err := flagsFd(r)
+		if err != nil {
+			return err
 		}
+		defer done()
 		if err := fn(fd); err != nil {
 			return err
 		}
@@ -99,6 +95,18 @@ func (fs *FS) onRealFile(n *Node, fn func(fd int) error) (prot uint32, err error
 		return nil
 	})
 	return prot, err
+}
+
+// flagsFd returns a descriptor of r's object for an inode-flags ioctl
+// (r's own, or one opened for it) and what releases it.
+func flagsFd(r realRef) (fd int, done func(), err error) {
+	if r.path == "" {
+		return r.fd, func() {}, nil
+	}
+	if fd, err = openForFlags(r.path); err != nil {
+		return -1, nil, err
+	}
+	return fd, func() { unix.Close(fd) }, nil
 }
 
 // openForFlags opens a real file or directory for an inode-flags ioctl,
@@ -141,15 +149,11 @@ func protFlags(fd int, name string) uint32 {
 // writable. Best effort, as for xattrs the target cannot take: a
 // filesystem without inode flags has none to give.
 func (fs *FS) copyFlags(src, dst realRef) {
-	sfd := src.fd
-	if src.path != "" {
-		fd, err := openForFlags(src.path)
-		if err != nil {
-			return
-		}
-		defer unix.Close(fd)
-		sfd = fd
+	sfd, done, err := flagsFd(src)
+	if err != nil {
+		return
 	}
+	defer done()
 	flags, err := unix.IoctlGetUint32(sfd, unix.FS_IOC_GETFLAGS)
 	if err != nil || flags&(flagSync|flagNoatime|flagImmutable|flagAppend) == 0 {
 		return
@@ -168,15 +172,11 @@ func (fs *FS) copyFlags(src, dst realRef) {
 	if keep == 0 {
 		return
 	}
-	dfd := dst.fd
-	if dst.path != "" {
-		fd, err := openForFlags(dst.path)
-		if err != nil {
-			return
-		}
-		defer unix.Close(fd)
-		dfd = fd
+	dfd, done, err := flagsFd(dst)
+	if err != nil {
+		return
 	}
+	defer done()
 	if cur, err := unix.IoctlGetUint32(dfd, unix.FS_IOC_GETFLAGS); err == nil && cur&keep != keep {
 		unix.IoctlSetPointerInt(dfd, unix.FS_IOC_SETFLAGS, int(cur|keep))
 	}
