@@ -22,11 +22,11 @@ const (
 	fsIocFSSetXattr  = 0x401c5820 // FS_IOC_FSSETXATTR
 	fsIocGetFlags32  = 0x80046601 // FS_IOC32_GETFLAGS
 	fsIocSetFlags32  = 0x40046602 // FS_IOC32_SETFLAGS
-	fsIocFSGetXattr  = 0x801c581f // FS_IOC_FSGETXATTR
 	fsxattrSize      = int(unsafe.Sizeof(overlay.Fsxattr{}))
 	fsIocGetFlagsOut = 4 // the kernel passes the flags as an unsigned int
 )
 
+// Ioctl answers the inode-flags ioctls; see above.
 func (fs *FS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
 	fs.turn()
 	n := fs.node(in.NodeId)
@@ -45,7 +45,7 @@ func (fs *FS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out 
 		clear(outbuf)
 		binary.NativeEndian.PutUint32(outbuf, flags)
 		return fuse.OK
-	case fsIocFSGetXattr:
+	case overlay.IoctlFSGetXattr:
 		if len(outbuf) < fsxattrSize {
 			return fuse.EINVAL
 		}

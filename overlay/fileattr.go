@@ -23,8 +23,9 @@ const (
 	xflagAppend    = 0x00000010 // FS_XFLAG_APPEND
 )
 
-// fsIocFSGetXattr is FS_IOC_FSGETXATTR, _IOR('X', 31, struct fsxattr).
-const fsIocFSGetXattr = 0x801c581f
+// IoctlFSGetXattr is FS_IOC_FSGETXATTR, _IOR('X', 31, struct fsxattr),
+// which GetFsxattr answers.
+const IoctlFSGetXattr = 0x801c581f
 
 // Fsxattr is struct fsxattr, what FS_IOC_FSGETXATTR returns.
 type Fsxattr struct {
@@ -57,7 +58,7 @@ func (fs *FS) GetFlags(n *Node) (uint32, error) {
 func (fs *FS) GetFsxattr(n *Node) (Fsxattr, error) {
 	var fa Fsxattr
 	prot, err := fs.onRealFile(n, func(fd int) error {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFSGetXattr, uintptr(unsafe.Pointer(&fa)))
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), IoctlFSGetXattr, uintptr(unsafe.Pointer(&fa)))
 		if e != 0 {
 			return e
 		}
