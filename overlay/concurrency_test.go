@@ -116,7 +116,7 @@ func split(p string) (string, string) {
 
 func (w *worker) step() error {
 	fs := w.fs
-	op := w.rng.Intn(11)
+	op := w.rng.Intn(12)
 	switch op {
 	case 0, 1: // read a shared file
 		w.ops["read"]++
@@ -292,6 +292,40 @@ func (w *worker) step() error {
 			return fmt.Errorf("remove %s: %w", p, err)
 		}
 		delete(w.own, p)
+		return nil
+	case 10: // copy bytes of a shared file past the writers' prefix into a file of its own
+		w.ops["copyrange"]++
+		p, ok := w.pickOwn(false)
+		if !ok {
+			return nil
+		}
+		sdn, sname := w.pickShared()
+		sd, err := w.dir(sdn)
+		if err != nil {
+			return err
+		}
+		defer fs.Forget(sd, 1)
+		src, err := w.lookup(sd, sname)
+		if err != nil {
+			return err
+		}
+		defer fs.Forget(src, 1)
+		dn, name := split(p)
+		d, err := w.dir(dn)
+		if err != nil {
+			return err
+		}
+		defer fs.Forget(d, 1)
+		dst, err := w.lookup(d, name)
+		if err != nil {
+			return fmt.Errorf("lookup own %s: %w", p, err)
+		}
+		defer fs.Forget(dst, 1)
+		const off, size = concPrefix + 5, 32
+		if c, err := fs.CopyRange(src, off, dst, 0, size, false); err != nil || c != size {
+			return fmt.Errorf("copy %s/%s to %s: %d, %v", sdn, sname, p, c, err)
+		}
+		w.own[p] = string(concOrig(sdn, sname)[off : off+size])
 		return nil
 	default: // look its own names up and read its files
 		w.ops["check"]++
