@@ -89,6 +89,21 @@ func (w *worker) dir(name string) (*overlay.Node, error) {
 	return w.lookup(w.fs.Root(), name)
 }
 
+// node looks up dn/name and returns it with what forgets it and its
+// directory.
+func (w *worker) node(dn, name string) (*overlay.Node, func(), error) {
+	d, err := w.dir(dn)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := w.lookup(d, name)
+	if err != nil {
+		w.fs.Forget(d, 1)
+		return nil, nil, fmt.Errorf("lookup %s/%s: %w", dn, name, err)
+	}
+	return n, func() { w.fs.Forget(n, 1); w.fs.Forget(d, 1) }, nil
+}
+
 func (w *worker) pickShared() (string, string) {
 	d := w.dirs[w.rng.Intn(len(w.dirs))]
 	fs := w.files[d]
@@ -121,16 +136,11 @@ func (w *worker) step() error {
 	case 0, 1: // read a shared file
 		w.ops["read"]++
 		dn, name := w.pickShared()
-		d, err := w.dir(dn)
+		n, release, err := w.node(dn, name)
 		if err != nil {
 			return err
 		}
-		defer fs.Forget(d, 1)
-		n, err := w.lookup(d, name)
-		if err != nil {
-			return fmt.Errorf("lookup %s/%s: %w", dn, name, err)
-		}
-		defer fs.Forget(n, 1)
+		defer release()
 		h, err := fs.Open(n, unix.O_RDONLY)
 		if err != nil {
 			return fmt.Errorf("open %s/%s: %w", dn, name, err)
@@ -145,16 +155,11 @@ func (w *worker) step() error {
 	case 2, 3: // write a shared file (copy-up)
 		w.ops["write"]++
 		dn, name := w.pickShared()
-		d, err := w.dir(dn)
+		n, release, err := w.node(dn, name)
 		if err != nil {
 			return err
 		}
-		defer fs.Forget(d, 1)
-		n, err := w.lookup(d, name)
-		if err != nil {
-			return err
-		}
-		defer fs.Forget(n, 1)
+		defer release()
 		h, err := fs.Open(n, unix.O_RDWR)
 		if err != nil {
 			return fmt.Errorf("open %s/%s for write: %w", dn, name, err)
@@ -168,16 +173,11 @@ func (w *worker) step() error {
 	case 4: // chmod a shared file (copy-up racing the writers)
 		w.ops["chmod"]++
 		dn, name := w.pickShared()
-		d, err := w.dir(dn)
+		n, release, err := w.node(dn, name)
 		if err != nil {
 			return err
 		}
-		defer fs.Forget(d, 1)
-		n, err := w.lookup(d, name)
-		if err != nil {
-			return err
-		}
-		defer fs.Forget(n, 1)
+		defer release()
 		_, err = fs.Setattr(n, &overlay.SetAttr{Valid: overlay.SetMode, Mode: 0640})
 		return err
 	case 5: // list a directory
@@ -300,27 +300,17 @@ func (w *worker) step() error {
 			return nil
 		}
 		sdn, sname := w.pickShared()
-		sd, err := w.dir(sdn)
+		src, releaseSrc, err := w.node(sdn, sname)
 		if err != nil {
 			return err
 		}
-		defer fs.Forget(sd, 1)
-		src, err := w.lookup(sd, sname)
-		if err != nil {
-			return err
-		}
-		defer fs.Forget(src, 1)
+		defer releaseSrc()
 		dn, name := split(p)
-		d, err := w.dir(dn)
+		dst, releaseDst, err := w.node(dn, name)
 		if err != nil {
 			return err
 		}
-		defer fs.Forget(d, 1)
-		dst, err := w.lookup(d, name)
-		if err != nil {
-			return fmt.Errorf("lookup own %s: %w", p, err)
-		}
-		defer fs.Forget(dst, 1)
+		defer releaseDst()
 		const off, size = concPrefix + 5, 32
 		if c, err := fs.CopyRange(src, off, dst, 0, size, false); err != nil || c != size {
 			return fmt.Errorf("copy %s/%s to %s: %d, %v", sdn, sname, p, c, err)
@@ -334,16 +324,11 @@ func (w *worker) step() error {
 			return nil
 		}
 		dn, name := split(p)
-		d, err := w.dir(dn)
+		n, release, err := w.node(dn, name)
 		if err != nil {
 			return err
 		}
-		defer fs.Forget(d, 1)
-		n, err := w.lookup(d, name)
-		if err != nil {
-			return fmt.Errorf("lookup own %s: %w", p, err)
-		}
-		defer fs.Forget(n, 1)
+		defer release()
 		h, err := fs.Open(n, unix.O_RDONLY)
 		if err != nil {
 			return err
