@@ -109,6 +109,31 @@ func (fs *FS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *
 	return fs.create(&in.InHeader, name, overlay.NewObject{Kind: in.Mode & unix.S_IFMT, Mode: in.Mode, Rdev: in.Rdev}, out)
 }
 
+// Tmpfile makes an unnamed file (open with O_TMPFILE) and opens it: the
+// kernel links it later, if at all, with LINK.
+func (fs *FS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	fs.turn()
+	parent := fs.node(in.NodeId)
+	if parent == nil {
+		return fuse.ENOENT
+	}
+	n, st, err := fs.ov.Tmpfile(parent, in.Mode, caller(&in.InHeader))
+	if err != nil {
+		return status(err)
+	}
+	fs.fillEntry(&out.EntryOut, n, &st)
+	if pt := fs.passthroughState(); pt != ptOff {
+		// As OPEN answers it: the kernel sends RELEASE for it.
+		write := in.Flags&unix.O_ACCMODE != unix.O_RDONLY
+		fs.open(n, fs.opens.get(n.ID(), true), write, in.Uid, pt, &out.OpenOut)
+		return fuse.OK
+	}
+	// As the kernel opens files itself when OPEN is ENOSYS; the RELEASE
+	// it sends for this one (Fh 0) is ignored.
+	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+	return fuse.OK
+}
+
 func (fs *FS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
 	fs.turn()
 	return fs.create(&in.InHeader, name, overlay.NewObject{Kind: unix.S_IFDIR, Mode: in.Mode}, out)

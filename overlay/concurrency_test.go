@@ -214,7 +214,7 @@ func (w *worker) step() error {
 			}
 		}
 		return nil
-	case 6, 7: // create a file or a directory of its own
+	case 6, 7: // create a file (or an unnamed one, then linked) or a directory of its own
 		w.ops["create"]++
 		w.seq++
 		dn := w.dirs[w.rng.Intn(len(w.dirs))]
@@ -231,6 +231,32 @@ func (w *worker) step() error {
 			}
 			fs.Forget(n, 1)
 			w.own[dn+"/"+name] = ""
+			return nil
+		}
+		if w.rng.Intn(2) == 0 {
+			// Written unnamed (O_TMPFILE), then linked.
+			n, _, err := fs.Tmpfile(d, 0644, caller0)
+			if err != nil {
+				return fmt.Errorf("tmpfile in %s: %w", dn, err)
+			}
+			defer fs.Forget(n, 1)
+			writeTo := func() error {
+				h, err := fs.Open(n, unix.O_WRONLY)
+				if err != nil {
+					return err
+				}
+				defer fs.Release(h)
+				_, err = fs.Write(h, []byte(name), 0)
+				return err
+			}
+			if err := writeTo(); err != nil {
+				return fmt.Errorf("write tmpfile in %s: %w", dn, err)
+			}
+			if _, err := fs.Link(n, d, name); err != nil {
+				return fmt.Errorf("link tmpfile as %s/%s: %w", dn, name, err)
+			}
+			fs.Forget(n, 1) // the link's reference
+			w.own[dn+"/"+name] = name
 			return nil
 		}
 		n, h, _, err := fs.Create(d, name, objFile(0644), caller0)

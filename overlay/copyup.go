@@ -439,10 +439,15 @@ func (fs *FS) linkCopy(fd int, tmpPath, rel string) error {
 	if tmpPath != "" {
 		return unix.Renameat(unix.AT_FDCWD, tmpPath, up, rel)
 	}
-	err = unix.Linkat(fd, "", up, rel, unix.AT_EMPTY_PATH)
+	return linkFd(fd, up, rel)
+}
+
+// linkFd gives the open file fd, an O_TMPFILE, the name (dirfd, name).
+func linkFd(fd, dirfd int, name string) error {
+	err := unix.Linkat(fd, "", dirfd, name, unix.AT_EMPTY_PATH)
 	if err == unix.ENOENT || err == unix.EPERM {
 		// Without CAP_DAC_READ_SEARCH, AT_EMPTY_PATH is refused.
-		err = unix.Linkat(unix.AT_FDCWD, procFdPath(fd), up, rel, unix.AT_SYMLINK_FOLLOW)
+		err = unix.Linkat(unix.AT_FDCWD, procFdPath(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
 	}
 	return err
 }

@@ -190,7 +190,8 @@ func (fs *FS) create(parent *Node, name string, obj NewObject, c Caller) (*Node,
 	return n, h, st, nil
 }
 
-// Link gives node n the further name (parent, name).
+// Link gives node n the further name (parent, name), or an unnamed file
+// made by Tmpfile its first one.
 func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	if fs.upper == nil {
@@ -213,6 +214,9 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 	}
 	fs.treeMu.Lock()
 	defer fs.treeMu.Unlock()
+	if n.tmpfile {
+		return fs.linkTmpfile(n, parent, name)
+	}
 	if n.deleted.Load() || n.anon || parent.deleted.Load() {
 		return st, unix.ENOENT
 	}
@@ -232,17 +236,10 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 		return st, err
 	}
 	defer doneD()
-	upD, dstAt, dst := d.fd, d.name, d.path
-	if isWhiteoutIn(fs.upper, dstRel) {
-		tmp := fs.workRel(fs.tmpName())
-		if err := unix.Linkat(upS, srcAt, fs.workDir, tmp, 0); err != nil {
-			return st, err
-		}
-		if err := unix.Renameat(fs.workDir, tmp, upD, dstAt); err != nil {
-			unix.Unlinkat(fs.workDir, tmp, 0)
-			return st, err
-		}
-	} else if err := unix.Linkat(upS, srcAt, upD, dstAt, 0); err != nil {
+	err = fs.linkAt(dstRel, d, func(dirfd int, name string) error {
+		return unix.Linkat(upS, srcAt, dirfd, name, 0)
+	})
+	if err != nil {
 		return st, err
 	}
 	fs.addAlias(n, parent, name)
@@ -255,8 +252,27 @@ func (fs *FS) Link(n *Node, parent *Node, name string) (unix.Stat_t, error) {
 		return st, err
 	}
 	if fs.upper.override != "" {
-		applyOverride(fs.upper, realRef{path: dst}, &st)
+		applyOverride(fs.upper, realRef{path: d.path}, &st)
 	}
 	fs.fixAttr(n, &st)
 	return st, nil
+}
+
+// linkAt gives a file the name dstRel, at the place d, with link (a
+// linkat to a directory and a name). Over a whiteout the link is made in
+// the work directory and renamed onto it, so that the name never shows
+// nothing in between. The caller holds treeMu exclusively.
+func (fs *FS) linkAt(dstRel string, d place, link func(dirfd int, name string) error) error {
+	if !isWhiteoutIn(fs.upper, dstRel) {
+		return link(d.fd, d.name)
+	}
+	tmp := fs.workRel(fs.tmpName())
+	if err := link(fs.workDir, tmp); err != nil {
+		return err
+	}
+	if err := unix.Renameat(fs.workDir, tmp, d.fd, d.name); err != nil {
+		unix.Unlinkat(fs.workDir, tmp, 0)
+		return err
+	}
+	return nil
 }

@@ -60,6 +60,7 @@ type Node struct {
 	upper    bool         // the object exists in the upper layer
 	upperIno uint64       // real inode number in the upper layer (non-directories)
 	anon     bool         // copied up after it was unlinked: backing is its only copy
+	tmpfile  bool         // made unnamed (Tmpfile) and never linked: Link may name it
 	tmpPath  string       // a pending copy's name in the work directory (no O_TMPFILE)
 	gone     *unix.Stat_t // a removed object's last attributes, when nothing else has them
 	lowers   []int        // directories: merged lower layers, top-most first;
@@ -193,11 +194,7 @@ func (fs *FS) insertNodeLocked(n *Node, parent *Node, name string) *Node {
 			return old
 		}
 	}
-	fs.nextID++
-	if fs.nextID == RootID {
-		fs.nextID++
-	}
-	n.id = fs.nextID
+	n.id = fs.newIDLocked()
 	if parent == nil {
 		n.id = RootID
 	}
@@ -212,6 +209,15 @@ func (fs *FS) insertNodeLocked(n *Node, parent *Node, name string) *Node {
 	}
 	fs.nodes[n.id] = n
 	return n
+}
+
+// newIDLocked returns an unused node ID. The caller holds tableMu.
+func (fs *FS) newIDLocked() uint64 {
+	fs.nextID++
+	if fs.nextID == RootID {
+		fs.nextID++
+	}
+	return fs.nextID
 }
 
 // Ref adds a kernel reference to n (a lookup that returned an existing

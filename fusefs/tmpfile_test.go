@@ -1,0 +1,127 @@
+package fusefs_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stratafs/strata/internal/mounttest"
+	"golang.org/x/sys/unix"
+)
+
+// tmpfileSteps opens unnamed files (O_TMPFILE) in mnt/d, a lower
+// directory, writes them, links one under two names, tries to link one
+// made with O_EXCL and drops a third unlinked. It returns what each step
+// saw, one line each.
+func tmpfileSteps(t *testing.T, mnt string) []string {
+	t.Helper()
+	var out []string
+	note := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	fstat := func(what string, fd int) {
+		var st unix.Stat_t
+		err := unix.Fstat(fd, &st)
+		note("%s: mode %o nlink %d size %d %v", what, st.Mode, st.Nlink, st.Size, err)
+	}
+	fd, err := unix.Open(filepath.Join(mnt, "d"), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		t.Fatalf("open O_TMPFILE: %v", err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	fstat("unnamed", fd)
+	note("linkat AT_EMPTY_PATH: %v", unix.Linkat(fd, "", unix.AT_FDCWD, filepath.Join(mnt, "d", "a"), unix.AT_EMPTY_PATH))
+	fstat("linked", fd)
+	note("linkat /proc/self/fd: %v", unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, filepath.Join(mnt, "b"), unix.AT_SYMLINK_FOLLOW))
+	if _, err := unix.Pwrite(fd, []byte("!"), 5); err != nil {
+		t.Fatal(err)
+	}
+	fstat("linked twice", fd)
+
+	excl, err := unix.Open(filepath.Join(mnt, "d"), unix.O_TMPFILE|unix.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatalf("open O_TMPFILE|O_EXCL: %v", err)
+	}
+	note("linkat of an O_EXCL one: %v", unix.Linkat(excl, "", unix.AT_FDCWD, filepath.Join(mnt, "d", "excl"), unix.AT_EMPTY_PATH))
+	unix.Close(excl)
+	dropped, err := unix.Open(filepath.Join(mnt, "d"), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		t.Fatalf("open O_TMPFILE|O_WRONLY: %v", err)
+	}
+	unix.Write(dropped, []byte("dropped"))
+	unix.Close(dropped)
+	return append(out, tree(t, mnt)...)
+}
+
+// tree lists every file under dir with its mode, link count and content.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		line := fmt.Sprintf("%s: mode %o nlink %d", strings.TrimPrefix(p, dir), st.Mode, st.Nlink)
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			line += fmt.Sprintf(" %q %v", b, err)
+		}
+		out = append(out, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestTmpfile: O_TMPFILE works through the mount as through kernel
+// overlayfs (which has it since Linux 6.6): an unnamed file in a lower
+// directory, linked later by linkat(2), or never; the layers it leaves
+// read the same through kernel overlayfs, and a file never linked leaves
+// nothing behind (its node goes with the kernel's last reference).
+func TestTmpfile(t *testing.T) {
+	layer := func(s *mounttest.Stack) {
+		mounttest.WriteFile(t, filepath.Join(s.Lowers[0], "d", "f"), "lower")
+	}
+	k := mounttest.NewStack(t, 1)
+	layer(k)
+	k.MountKernel(t)
+	want := tmpfileSteps(t, k.Mnt)
+
+	s := mounttest.NewStack(t, 1)
+	layer(s)
+	srv := s.Mount(t)
+	got := tmpfileSteps(t, s.Mnt)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Strata:\n\t%s\nkernel overlayfs:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+	// The O_EXCL file and the dropped one are forgotten: only the root,
+	// d and the linked file are left in the node table, besides what the
+	// kernel still holds of f.
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.FS.NodeCount() > 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := srv.FS.NodeCount(); n > 4 {
+		t.Errorf("%d nodes after the unnamed files were closed, want at most 4 (root, d, f, the linked file)", n)
+	}
+	if err := srv.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(s.Work, "work")); err != nil || len(ents) > 0 {
+		t.Errorf("work directory: %d entries, %v; want none", len(ents), err)
+	}
+	s.MountKernel(t)
+	if got, want := tree(t, s.Mnt), tree(t, k.Mnt); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("kernel overlayfs over Strata's layers:\n\t%s\nover its own:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}
