@@ -52,13 +52,14 @@ const (
 	OpFdFallocate                   // fallocate(Slot, Flags, Off, Len)
 	OpFdSync                        // fsync(Slot), or fdatasync with Flags 1
 	OpCopyRange                     // copy_file_range(open(Path) at Off, open(Path2, O_WRONLY) at Off2, Len): the count is compared
+	OpTmpfile                       // open(Path, O_TMPFILE|O_RDWR|Flags, Mode), pwrite Len bytes of Pattern(Fill) at Off, linkat(fd, "", Path2, AT_EMPTY_PATH) unless Path2 is "", close
 	opMax
 )
 
 var opNames = [...]string{"", "OpWrite", "OpAppend", "OpTruncate", "OpOpenClose", "OpMkdir", "OpRmdir", "OpUnlink", "OpRename",
 	"OpLink", "OpSymlink", "OpMknod", "OpChmod", "OpChown", "OpUtimes", "OpSetxattr", "OpRemovexattr", "OpOpen",
 	"OpFdWrite", "OpFdRead", "OpFdStat", "OpFdTruncate", "OpClose", "OpDropCaches", "OpRemount",
-	"OpFdChmod", "OpFdChown", "OpFdUtimes", "OpFdSetxattr", "OpFdReaddir", "OpFdSeek", "OpFdFallocate", "OpFdSync", "OpCopyRange"}
+	"OpFdChmod", "OpFdChown", "OpFdUtimes", "OpFdSetxattr", "OpFdReaddir", "OpFdSeek", "OpFdFallocate", "OpFdSync", "OpCopyRange", "OpTmpfile"}
 
 func (k OpKind) String() string {
 	if int(k) < len(opNames) && k > 0 {
@@ -453,6 +454,10 @@ func (g *OpGen) believe(o Op) {
 		if k, ok := g.exists[o.Path]; ok && k != KDir {
 			add(o.Path2, k)
 		}
+	case OpTmpfile:
+		if g.exists[o.Path] == KDir && o.Path2 != "" && o.Flags&unix.O_EXCL == 0 {
+			add(o.Path2, KFile)
+		}
 	case OpUnlink:
 		if k, ok := g.exists[o.Path]; ok && k != KDir {
 			delete(g.exists, o.Path)
@@ -506,14 +511,14 @@ func GenOps(seed int64, spec *LayerSpec, n int) []Op {
 // default mix; the others concentrate on one area.
 var Focuses = map[string]map[OpKind]int{
 	"links": {OpLink: 10, OpRename: 10, OpUnlink: 6, OpWrite: 4, OpOpenClose: 2, OpOpen: 3, OpFdWrite: 2,
-		OpFdStat: 3, OpFdRead: 2, OpClose: 1, OpChmod: 2, OpDropCaches: 1, OpRemount: 1, OpTruncate: 2},
+		OpFdStat: 3, OpFdRead: 2, OpClose: 1, OpChmod: 2, OpDropCaches: 1, OpRemount: 1, OpTruncate: 2, OpTmpfile: 3},
 	"dirs": {OpMkdir: 10, OpRmdir: 8, OpRename: 12, OpWrite: 4, OpUnlink: 6, OpOpen: 2, OpFdReaddir: 3,
 		OpSymlink: 2, OpMknod: 2, OpDropCaches: 1, OpRemount: 1, OpUtimes: 2, OpChmod: 2},
 	"attrs": {OpChmod: 8, OpChown: 8, OpUtimes: 8, OpSetxattr: 8, OpRemovexattr: 6, OpOpen: 3, OpFdChmod: 3,
 		OpFdChown: 3, OpFdUtimes: 3, OpFdSetxattr: 3, OpFdStat: 3, OpWrite: 3, OpTruncate: 2, OpRename: 2, OpLink: 2},
 	"data": {OpWrite: 10, OpAppend: 5, OpTruncate: 6, OpOpenClose: 4, OpOpen: 6, OpFdWrite: 8, OpFdRead: 6,
 		OpFdTruncate: 4, OpFdSeek: 4, OpFdFallocate: 4, OpFdSync: 2, OpFdStat: 3, OpClose: 2, OpRename: 3,
-		OpUnlink: 2, OpLink: 2, OpDropCaches: 1, OpRemount: 1, OpCopyRange: 4},
+		OpUnlink: 2, OpLink: 2, OpDropCaches: 1, OpRemount: 1, OpCopyRange: 4, OpTmpfile: 2},
 }
 
 // GenOpsFocus is GenOps with the operation mix of Focuses[focus].
@@ -684,7 +689,7 @@ var opWeights = [opMax]int{
 	OpSetxattr: 6, OpRemovexattr: 4, OpOpen: 4, OpFdWrite: 3, OpFdRead: 2, OpFdStat: 2,
 	OpFdTruncate: 1, OpClose: 2, OpDropCaches: 1, OpRemount: 1,
 	OpFdChmod: 1, OpFdChown: 1, OpFdUtimes: 1, OpFdSetxattr: 1, OpFdReaddir: 2, OpFdSeek: 1, OpFdFallocate: 1, OpFdSync: 1,
-	OpCopyRange: 2,
+	OpCopyRange: 2, OpTmpfile: 2,
 }
 
 // Next generates one operation.
@@ -891,6 +896,24 @@ func (g *OpGen) Next() (o Op) {
 		o.Off = writeOffs[r.IntN(len(writeOffs))]
 		o.Off2 = writeOffs[r.IntN(len(writeOffs))]
 		o.Len = writeLens[1+r.IntN(len(writeLens)-1)]
+	case OpTmpfile:
+		o.Path = g.dir()
+		o.Off = writeOffs[r.IntN(len(writeOffs))]
+		o.Len = writeLens[r.IntN(len(writeLens))]
+		o.Fill = byte(r.IntN(256))
+		o.Mode = []uint32{0644, 0600, 0755, 02755}[r.IntN(4)]
+		switch x := r.IntN(10); {
+		case x == 0: // never linked
+		case x == 1: // not linkable
+			o.Flags = unix.O_EXCL
+			o.Path2 = joinPath(o.Path, g.freshName())
+		case x < 6:
+			o.Path2 = joinPath(o.Path, g.freshName())
+			g.made(o.Path2, false)
+		default:
+			o.Path2 = g.pathNew()
+			g.made(o.Path2, false)
+		}
 	case OpFdFallocate:
 		o.Slot = r.IntN(NSlots)
 		o.Off = writeOffs[r.IntN(len(writeOffs)-1)]
@@ -1119,6 +1142,8 @@ func (s *Side) Apply(o Op) Result {
 		return s.applyFd(o)
 	case OpCopyRange:
 		return s.copyRange(p, o)
+	case OpTmpfile:
+		return s.tmpfile(p, o)
 	default:
 		err = unix.EINVAL
 	}
@@ -1145,6 +1170,26 @@ func (s *Side) copyRange(p string, o Op) Result {
 		return Result{Errno: errnoOf(err), Data: copyFailed}
 	}
 	return Result{Data: fmt.Sprintf("copied %d", n)}
+}
+
+// tmpfile makes an unnamed file in directory p and links it, as
+// OpTmpfile. The data names the step that failed, if one did.
+func (s *Side) tmpfile(p string, o Op) Result {
+	fd, err := unix.Open(p, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC|o.Flags, o.Mode)
+	if err != nil {
+		return Result{Errno: errnoOf(err), Data: "not opened"}
+	}
+	defer unix.Close(fd)
+	if err := pwriteAll(fd, Pattern(o.Fill, o.Off, o.Len), o.Off); err != nil {
+		return Result{Errno: errnoOf(err), Data: "not written"}
+	}
+	if o.Path2 == "" {
+		return Result{Data: "not linked"}
+	}
+	if err := unix.Linkat(fd, "", unix.AT_FDCWD, s.abs(o.Path2), unix.AT_EMPTY_PATH); err != nil {
+		return Result{Errno: errnoOf(err), Data: "not linked"}
+	}
+	return Result{Data: "linked"}
 }
 
 // copyFailed is the data of an OpCopyRange whose copy failed after both
