@@ -176,8 +176,10 @@ func (fs *FS) copyUpFile(n *Node, src *Layer, rel string, limit int64) (relink b
 		// copy-up of a 1 GiB file on ext4 take 1.6 s instead of 0.93 s;
 		// roomFor's check above stands in for it.
 		deferData = true
-		if err = unix.Ftruncate(tfd, size); err == nil && size <= reserveMax {
-			err = reserveData(sfd, tfd, size, st)
+		if size > reserveMax {
+			err = unix.Ftruncate(tfd, size)
+		} else {
+			err = reserveData(sfd, tfd, size, st) // gives it its size too
 		}
 		if err == errNoReserve {
 			// The data cannot be promised for later: copy it now.
@@ -581,9 +583,9 @@ func (fs *FS) roomFor(size int64) bool {
 // errNoReserve: the upper layer's filesystem cannot preallocate.
 var errNoReserve = errors.New("no preallocation")
 
-// reserveData allocates, in the copy tfd, the blocks the data of the
-// lower file sfd (its first size bytes, holes left out) will take, before
-// that data is copied in the background. A full upper layer then refuses
+// reserveData gives the copy tfd its size and allocates in it the blocks
+// the data of the lower file sfd (its first size bytes, holes left out)
+// will take, before that data is copied in the background. A full upper layer then refuses
 // the copy-up at once, and the change that set it off (a chmod, a write)
 // fails with ENOSPC as it does on the kernel's overlayfs, instead of
 // succeeding and being lost when the data cannot follow. errNoReserve
@@ -597,7 +599,10 @@ func reserveData(sfd, tfd int, size int64, st *unix.Stat_t) error {
 		return err
 	}
 	if st.Blocks*512 >= size {
-		return alloc(0, size) // no holes to keep
+		return alloc(0, size) // no holes to keep; sets the size too
+	}
+	if err := unix.Ftruncate(tfd, size); err != nil {
+		return err
 	}
 	for off := int64(0); off < size; {
 		data, err := unix.Seek(sfd, off, unix.SEEK_DATA)
