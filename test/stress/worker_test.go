@@ -237,7 +237,7 @@ func resize(b []byte, n int) []byte {
 
 func (w *worker) privateOp() {
 	ops := []string{"create", "pwrite", "pwrite", "append", "truncate", "read", "read", "rename",
-		"unlink", "link", "mmapwrite", "mmapread", "fsync", "stat"}
+		"unlink", "link", "mmapwrite", "mmapread", "fsync", "stat", "tmpfile"}
 	op := ops[w.rng.IntN(len(ops))]
 	if len(w.names) < 4 {
 		op = "create"
@@ -261,6 +261,29 @@ func (w *worker) privateOp() {
 			w.fail("write new %s: %v", name, err)
 		}
 		unix.Close(fd)
+		w.names[name] = &object{data}
+	case "tmpfile":
+		// Written unnamed (O_TMPFILE), then linked, or dropped.
+		name = w.newName()
+		p := filepath.Join(w.dir, name)
+		data := w.randomBytes(w.rng.IntN(32 << 10))
+		fd, err := unix.Open(filepath.Dir(p), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0644)
+		if err != nil {
+			w.fail("open O_TMPFILE in %s: %v", filepath.Dir(name), err)
+			return
+		}
+		defer unix.Close(fd)
+		if _, err := unix.Write(fd, data); err != nil {
+			w.fail("write unnamed %s: %v", name, err)
+			return
+		}
+		if w.rng.IntN(4) == 0 {
+			return // never named: it goes with the descriptor
+		}
+		if err := unix.Linkat(fd, "", unix.AT_FDCWD, p, unix.AT_EMPTY_PATH); err != nil {
+			w.fail("link unnamed file as %s: %v", name, err)
+			return
+		}
 		w.names[name] = &object{data}
 	case "pwrite", "append", "fsync":
 		// Opening a lower file for writing copies it up.
