@@ -585,11 +585,11 @@ var errNoReserve = errors.New("no preallocation")
 
 // reserveData gives the copy tfd its size and allocates in it the blocks
 // the data of the lower file sfd (its first size bytes, holes left out)
-// will take, before that data is copied in the background. A full upper layer then refuses
-// the copy-up at once, and the change that set it off (a chmod, a write)
-// fails with ENOSPC as it does on the kernel's overlayfs, instead of
-// succeeding and being lost when the data cannot follow. errNoReserve
-// where the filesystem cannot preallocate.
+// will take, before that data is copied in the background. A full upper
+// layer then refuses the copy-up at once, and the change that set it off
+// (a chmod, a write) fails with ENOSPC as it does on the kernel's
+// overlayfs, instead of succeeding and being lost when the data cannot
+// follow. errNoReserve where the filesystem cannot preallocate.
 func reserveData(sfd, tfd int, size int64, st *unix.Stat_t) error {
 	alloc := func(off, n int64) error {
 		err := unix.Fallocate(tfd, 0, off, n)
