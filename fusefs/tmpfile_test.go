@@ -125,3 +125,54 @@ func TestTmpfile(t *testing.T) {
 		t.Errorf("kernel overlayfs over Strata's layers:\n\t%s\nover its own:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
 	}
 }
+
+// TestTmpfileDefaultACL: an unnamed file made in a directory with a
+// default ACL inherits it, as on kernel overlayfs (and as a file made
+// with a name does).
+func TestTmpfileDefaultACL(t *testing.T) {
+	layer := func(s *mounttest.Stack) {
+		d := filepath.Join(s.Lowers[0], "acl")
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Setxattr(d, "system.posix_acl_default", accessACL(65534), 0); err != nil {
+			t.Fatalf("default ACL on the lower directory: %v", err)
+		}
+	}
+	steps := func(mnt string) []string {
+		fd, err := unix.Open(filepath.Join(mnt, "acl"), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o666)
+		if err != nil {
+			t.Fatalf("open O_TMPFILE: %v", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Linkat(fd, "", unix.AT_FDCWD, filepath.Join(mnt, "acl", "unnamed"), unix.AT_EMPTY_PATH); err != nil {
+			t.Fatal(err)
+		}
+		mounttest.WriteFile(t, filepath.Join(mnt, "acl", "named"), "x")
+		var out []string
+		for _, name := range []string{"unnamed", "named"} {
+			p := filepath.Join(mnt, "acl", name)
+			var st unix.Stat_t
+			if err := unix.Lstat(p, &st); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 256)
+			n, err := unix.Getxattr(p, "system.posix_acl_access", buf)
+			if err != nil {
+				n = 0
+			}
+			out = append(out, fmt.Sprintf("%s: mode %o, access ACL %x (%v)", name, st.Mode, buf[:n], err))
+		}
+		return out
+	}
+	k := mounttest.NewStack(t, 1)
+	layer(k)
+	k.MountKernel(t)
+	want := steps(k.Mnt)
+	s := mounttest.NewStack(t, 1)
+	layer(s)
+	s.Mount(t)
+	if got := steps(s.Mnt); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Strata:\n\t%s\nkernel overlayfs:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}
