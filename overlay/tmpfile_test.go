@@ -194,3 +194,34 @@ func TestTmpfileOwnerAndErrors(t *testing.T) {
 	_, _, err = ro.Tmpfile(rd, 0o600, c)
 	wantErrno(t, "Tmpfile on a read-only engine", err, unix.EROFS)
 }
+
+// TestTmpfileOverride: with xattr_permissions=2 an unnamed file's owner
+// and mode are recorded in the override xattr, as a named file's are, and
+// the real file stays the daemon's.
+func TestTmpfileOverride(t *testing.T) {
+	s := newStack(t, 1)
+	build(t, s.lower(0), "d/")
+	cfg := s.config()
+	cfg.XattrPermissions = 2
+	fs := mountCfg(t, cfg)
+	d, _ := mustWalk(t, fs, "d")
+	n, st, err := fs.Tmpfile(d, 0o4750, overlay.Caller{UID: 1000, GID: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != 1000 || st.Gid != 2000 || st.Mode != unix.S_IFREG|0o4750 {
+		t.Fatalf("Tmpfile: %d:%d %o, want 1000:2000 and 104750", st.Uid, st.Gid, st.Mode)
+	}
+	if _, err := fs.Link(n, d, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if real := lstat(t, s.upper+"/d/f"); real.Uid != 0 || real.Gid != 0 {
+		t.Fatalf("the upper file is owned by %d:%d, want the daemon's 0:0", real.Uid, real.Gid)
+	}
+	if v, err := xattr(s.upper+"/d/f", overlay.OverrideUser); err != nil || string(v) != "1000:2000:4750" {
+		t.Fatalf("upper override: %q %v", v, err)
+	}
+	if _, st := mustWalk(t, fs, "d/f"); st.Uid != 1000 || st.Gid != 2000 || st.Mode&07777 != 0o4750 {
+		t.Fatalf("d/f shows %d:%d %o", st.Uid, st.Gid, st.Mode)
+	}
+}
