@@ -34,7 +34,9 @@
 // is opened for writing. An object the kernel may still have open when
 // its last name goes keeps answering: an upper file's data is moved into
 // workdir/work until the kernel forgets the node, a lower file is still in
-// its layer, anything else keeps its last attributes.
+// its layer, anything else keeps its last attributes. An unnamed file
+// (O_TMPFILE: tmpfile.go) is such an object from the start, until a link
+// gives it a name.
 //
 // # Locking
 //
