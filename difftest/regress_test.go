@@ -447,6 +447,30 @@ var regressions = []Case{
 			{Kind: OpCopyRange, Path: "d/e", Path2: "d/f", Off2: 5000, Len: 100},
 		},
 	},
+	{
+		// Not a bug found: unnamed files (O_TMPFILE) in every run, made
+		// in a lower directory, linked over a whiteout, into another
+		// directory, onto a taken name, never, and not linkable.
+		Name: "tmpfile-names",
+		Layers: &LayerSpec{Lowers: 1, Entries: []Entry{
+			{Layer: 0, Path: "d", Kind: KDir, Mode: 0755, Mtime: plainTime},
+			{Layer: 0, Path: "d/f", Kind: KFile, Mode: 0644, Mtime: plainTime, Size: 10, Fill: 7},
+			{Layer: 0, Path: "e", Kind: KDir, Mode: 0755, Mtime: plainTime},
+		}},
+		Ops: []Op{
+			{Kind: OpUnlink, Path: "d/f"},
+			{Kind: OpTmpfile, Path: "d", Path2: "d/f", Len: 5000, Fill: 9, Mode: 0640},
+			{Kind: OpTmpfile, Path: "d", Path2: "e/g", Off: 70000, Len: 10, Fill: 3, Mode: 0600},
+			{Kind: OpTmpfile, Path: "e", Path2: "d/f", Len: 1, Fill: 4, Mode: 0644},
+			{Kind: OpTmpfile, Path: "e", Len: 100, Fill: 5, Mode: 0644},
+			{Kind: OpTmpfile, Path: "e", Path2: "e/x", Flags: unix.O_EXCL, Len: 1, Fill: 6, Mode: 0644},
+			{Kind: OpLink, Path: "e/g", Path2: "e/h"},
+			{Kind: OpRemount},
+			{Kind: OpOpen, Path: "e/h", Flags: unix.O_RDONLY},
+			{Kind: OpFdRead},
+			{Kind: OpFdStat},
+		},
+	},
 }
 
 func TestRegress(t *testing.T) {
