@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stratafs/strata/internal/mounttest"
+	"github.com/stratafs/strata/internal/treecmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,31 +55,17 @@ func tmpfileSteps(t *testing.T, mnt string) []string {
 	}
 	unix.Write(dropped, []byte("dropped"))
 	unix.Close(dropped)
-	return append(out, tree(t, mnt)...)
+	return out
 }
 
-// tree lists every file under dir with its mode, link count and content.
-func tree(t *testing.T, dir string) []string {
+// walk records what the tree under dir shows.
+func walk(t *testing.T, dir string) treecmp.Tree {
 	t.Helper()
-	var out []string
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		line := fmt.Sprintf("%s: mode %o nlink %d", strings.TrimPrefix(p, dir), st.Mode, st.Nlink)
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			line += fmt.Sprintf(" %q %v", b, err)
-		}
-		out = append(out, line)
-		return nil
-	})
+	tr, err := treecmp.Walk(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sort.Strings(out)
-	return out
+	return tr
 }
 
 // TestTmpfile: O_TMPFILE works through the mount as through kernel
@@ -96,6 +81,10 @@ func TestTmpfile(t *testing.T) {
 	layer(k)
 	k.MountKernel(t)
 	want := tmpfileSteps(t, k.Mnt)
+	wantTree := walk(t, k.Mnt)
+	if wantTree["b"].Nlink != 2 || wantTree["d/a"].Hash != wantTree["b"].Hash {
+		t.Fatalf("kernel overlayfs: b %+v, d/a %+v; want one file with two links", wantTree["b"], wantTree["d/a"])
+	}
 
 	s := mounttest.NewStack(t, 1)
 	layer(s)
@@ -103,6 +92,9 @@ func TestTmpfile(t *testing.T) {
 	got := tmpfileSteps(t, s.Mnt)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Strata:\n\t%s\nkernel overlayfs:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+	if d := treecmp.Diff(walk(t, s.Mnt), wantTree, 20); len(d) > 0 {
+		t.Errorf("Strata's tree and kernel overlayfs':\n\t%s", strings.Join(d, "\n\t"))
 	}
 	// The O_EXCL file and the dropped one are forgotten: only the root,
 	// d and the linked file are left in the node table, besides what the
@@ -121,8 +113,8 @@ func TestTmpfile(t *testing.T) {
 		t.Errorf("work directory: %d entries, %v; want none", len(ents), err)
 	}
 	s.MountKernel(t)
-	if got, want := tree(t, s.Mnt), tree(t, k.Mnt); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("kernel overlayfs over Strata's layers:\n\t%s\nover its own:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	if d := treecmp.Diff(walk(t, s.Mnt), wantTree, 20); len(d) > 0 {
+		t.Errorf("kernel overlayfs over Strata's layers and over its own:\n\t%s", strings.Join(d, "\n\t"))
 	}
 }
 

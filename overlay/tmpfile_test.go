@@ -8,16 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openFds counts the process's open descriptors.
-func openFds(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestTmpfileLinked: an unnamed file made in a lower directory copies the
 // directory up, has no name anywhere (neither in the upper layer nor in
 // the work directory) and no link until Link gives it one; then it is an
@@ -99,20 +89,20 @@ func TestTmpfileForgotten(t *testing.T) {
 	build(t, s.lower(0), "d/")
 	fs := s.mount()
 	d, _ := mustWalk(t, fs, "d")
-	before := openFds(t)
+	before := openFDs(t)
 	n, _, err := fs.Tmpfile(d, 0o600, caller0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, fs, n, "gone soon", 0)
-	if got := openFds(t); got != before+1 {
+	if got := openFDs(t); got != before+1 {
 		t.Fatalf("%d descriptors open, want %d (the unnamed file's)", got, before+1)
 	}
 	fs.Forget(n, 1)
 	if fs.Node(n.ID()) != nil {
 		t.Fatalf("node still in the table")
 	}
-	if got := openFds(t); got != before {
+	if got := openFDs(t); got != before {
 		t.Fatalf("%d descriptors open after the forget, want %d", got, before)
 	}
 	wantNames(t, "upper d", upperNames(t, s.upper+"/d"))
