@@ -9,9 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stratafs/strata"
 	"github.com/stratafs/strata/fusefs"
@@ -23,11 +24,18 @@ import (
 // readiness on.
 const daemonEnv = "_STRATA_DAEMON_READY_FD"
 
+// noDetachEnv keeps strata_detach (detach_cgo.go) from forking the
+// command run again after "again".
+const noDetachEnv = "_STRATA_NO_DETACH"
+
 // statsEnv names a file for the daemon's counters at exit.
 const statsEnv = "STRATA_STATS_FILE"
 
 // daemonize starts the daemon as a new session in the background and
-// waits for its word: "ok" once the mount serves, or the error. The
+// waits for its word: "ok" once the mount serves, or the error. It runs
+// the command again for that, in a new process, where strata_detach
+// (detach_cgo.go) did not fork before Go started: without cgo, or for a
+// command line it could not tell apart from a foreground one. The
 // daemon's standard streams are /dev/null (unless debugging), so that a
 // caller capturing them, as container engines do, is not kept waiting.
 func daemonize(args []string, debug bool) int {
@@ -73,21 +81,30 @@ func daemonize(args []string, debug bool) int {
 	return 1
 }
 
-// runDaemon is the background half: mount, report, serve until the mount
-// goes away.
-func runDaemon(o *mountopt.Options, fdStr string) int {
-	fd, err := strconv.Atoi(fdStr)
-	if err != nil {
-		return 1
-	}
-	os.Unsetenv(daemonEnv)
+// runDaemon is the background half: mount, tell the parent waiting on
+// ready, serve until the mount goes away. A daemon the command re-executed
+// (daemonize) reports a failure to mount on ready, for the parent to show,
+// and has /dev/null for its standard streams from the start; one forked
+// before Go started (detached, detach_cgo.go) still has the caller's, so
+// it shows a failure itself, the parent passing on its exit status, and
+// lets go of them once the mount serves.
+func runDaemon(o *mountopt.Options, ready *os.File, detached bool) int {
+	defer ready.Close()
 	os.Chdir("/") // paths are absolute by now; keep no directory busy
-	ready := os.NewFile(uintptr(fd), "ready")
 	srv, err := strata.MountHooks(o, testHooks())
 	if err != nil {
+		if detached {
+			return fail(err)
+		}
 		fmt.Fprintf(ready, "%s\n", strings.ReplaceAll(err.Error(), "\n", " "))
-		ready.Close()
 		return 1
+	}
+	if detached {
+		if err := nullStdio(); err != nil {
+			srv.Unmount()
+			srv.Wait()
+			return fail(err)
+		}
 	}
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
@@ -103,6 +120,33 @@ func runDaemon(o *mountopt.Options, fdStr string) int {
 	stop()
 	writeStats(srv)
 	return 0
+}
+
+// nullStdio points the standard streams at /dev/null, so that a caller
+// capturing them, as container engines do, is not kept waiting by the
+// daemon.
+func nullStdio() error {
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(null)
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(null, fd, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// again tells the parent that forked this process before Go started that
+// the command is not a mount in the background after all (strata_detach
+// errs on the side of forking only for what the C side can tell): it runs
+// the command again, in itself, with no fork.
+func again(fd int) {
+	f := os.NewFile(uintptr(fd), "ready")
+	fmt.Fprintln(f, "again")
+	f.Close()
 }
 
 // writeStats leaves the engine's counters, as JSON, in the file named by

@@ -6,13 +6,16 @@
 //
 // Without -f it daemonizes, and the command returns only once the mount
 // serves requests: 0 when it does, non-zero with the reason when it
-// cannot.
+// cannot. The daemon is forked before the Go runtime starts where cgo
+// allows it (detach_cgo.go), else the command runs itself again in the
+// background (daemon.go).
 package main
 
 import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -21,6 +24,7 @@ import (
 )
 
 func main() {
+	os.Unsetenv(noDetachEnv)
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -46,10 +50,26 @@ func run(args []string) int {
 	}
 	setProcs(o.Threaded)
 	if readyFd := os.Getenv(daemonEnv); readyFd != "" {
-		return runDaemon(o, readyFd)
+		fd, err := strconv.Atoi(readyFd)
+		if err != nil {
+			return 1
+		}
+		os.Unsetenv(daemonEnv)
+		return runDaemon(o, os.NewFile(uintptr(fd), "ready"), false)
+	}
+	detached := detachedFd()
+	if detached >= 0 && o.Foreground {
+		// Forked before Go started, for a mount that is to stay in the
+		// foreground after all: the parent runs the command again.
+		again(detached)
+		return 0
 	}
 	for _, n := range o.Notices {
 		fmt.Fprintf(os.Stderr, "strata: %s\n", n)
+	}
+	if detached >= 0 {
+		// The mount validates the options, and fails as below.
+		return runDaemon(o, os.NewFile(uintptr(detached), "ready"), true)
 	}
 	if err := o.Validate(); err != nil {
 		return fail(err)
