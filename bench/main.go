@@ -138,7 +138,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&cfg.build, "build", "gofmt", "program built by the build workload: gofmt (cmd/gofmt of the tree), hello (a tiny program; needs little of the tree) or none")
 	flag.StringVar(&cfg.buildCache, "build-cache", "empty", "GOCACHE for build-fresh: empty, or seeded (the standard library already compiled, from the lower layer)")
 	flag.StringVar(&targets, "targets", "plain,kernel,fuse-overlayfs,strata", "targets to compare")
-	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (read-only,seq-write,untar,chmod,touch,unlink,copy-up,copy-up-fsync,cp,build,walk200k); default all")
+	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (read-only,seq-write,untar,chmod,touch,unlink,copy-up,copy-up-fsync,mount,cp,build,walk200k); default all")
 	flag.BoolVar(&cfg.walk200k, "walk200k", false, "also run walk200k: walk and read a lower layer of -walk200k-files small files, and report the daemons' RSS and fds")
 	flag.IntVar(&cfg.walk200kFiles, "walk200k-files", 200000, "files in the walk200k lower layer")
 	flag.DurationVar(&cfg.stepTimeout, "step-timeout", 20*time.Minute, "abort a step (and its FUSE connection) that takes longer")
@@ -531,6 +531,14 @@ func runScenario(cfg *config, rep *Report, t Target, sc Scenario, env *Env) {
 		fail(0, fmt.Errorf("fresh state: %w", err))
 		return
 	}
+	env.Remount = func() (time.Duration, error) {
+		if err := t.Unmount(); err != nil {
+			return 0, err
+		}
+		t0 := time.Now()
+		err := t.Mount()
+		return time.Since(t0), err
+	}
 	if err := t.Mount(); err != nil {
 		fail(0, fmt.Errorf("mount: %w", err))
 		return
@@ -574,7 +582,7 @@ func runScenario(cfg *config, rep *Report, t Target, sc Scenario, env *Env) {
 		}
 		c := m.cell(t.Name())
 		c.Samples = append(c.Samples, d.Seconds())
-		if pid > 0 {
+		if pid > 0 && t.DaemonPID() == pid { // the mount workload starts new daemons
 			c.DaemonCPU = append(c.DaemonCPU, math.Round((cpu1-cpu0)*100)/100)
 		}
 		logf("  %-16s %-4s %-14s %s", st.Name, st.mode(), t.Name(), formatSeconds(d.Seconds()))

@@ -26,6 +26,10 @@ type Env struct {
 	Plain bool // the plain directory, not an overlay
 
 	byte0 []byte // first byte of the big file, read by the copy-up setup
+
+	// Remount unmounts the target and mounts it again, timing only the
+	// mount (the mount workload; set by the runner for each target).
+	Remount func() (time.Duration, error)
 }
 
 func (e *Env) path(rel string) string { return filepath.Join(e.Root, rel) }
@@ -163,6 +167,9 @@ func Scenarios(withBuild, withMany bool) []Scenario {
 					}
 					return copyUp(e.path(bigName), e.byte0, true)
 				}}}},
+		{Name: "mount", Steps: []Step{{Name: "mount", Cold: true,
+			Desc: fmt.Sprintf("the mount command until it returns (a FUSE daemon then serving in the background), plus a stat of the big lower file through the mount; mean of %d mounts", mountRounds),
+			Run:  mountTimes}}},
 		{Name: "cp", Steps: []Step{{Name: "cp", Cold: true,
 			Desc: "cp of the big lower file to a new file in the mount (coreutils cp: copy_file_range), until cp returns",
 			Run: func(e *Env) (time.Duration, StepResult, error) {
@@ -192,6 +199,28 @@ func Scenarios(withBuild, withMany bool) []Scenario {
 		}})
 	}
 	return out
+}
+
+// mountRounds is how many mounts one sample of the mount workload
+// averages: one takes 5-30 ms, within the machine's noise.
+const mountRounds = 10
+
+// mountTimes times mounting the target again and a first stat through it:
+// what a container engine waits for before it starts a container.
+func mountTimes(e *Env) (time.Duration, StepResult, error) {
+	var total time.Duration
+	for range mountRounds {
+		d, err := e.Remount()
+		if err != nil {
+			return 0, StepResult{}, err
+		}
+		t0 := time.Now()
+		if _, err := os.Stat(e.path(bigName)); err != nil {
+			return 0, StepResult{}, err
+		}
+		total += d + time.Since(t0)
+	}
+	return total / mountRounds, StepResult{}, nil
 }
 
 func timed(f func() (StepResult, error)) (time.Duration, StepResult, error) {
