@@ -21,7 +21,7 @@ int strata_detached_fd = -1;
 // but a mount in the background: help, the version, the foreground
 // (-f, -d, or the debug option, which implies it), no arguments, or a Go
 // test binary's flags. It errs on the side of staying: a false yes only
-// costs the slower way (main.go re-executes itself to daemonize).
+// costs the slower way (daemonize in daemon.go runs the command again).
 static int strata_stays(int argc, char **argv)
 {
 #ifndef __GLIBC__
@@ -46,7 +46,10 @@ static int strata_stays(int argc, char **argv)
 // strata_detach runs before the Go runtime starts (an ELF constructor),
 // while the process is still one thread and can fork: the child goes on
 // into Go as the daemon, in a session of its own, and the parent, which
-// never starts Go, waits for its word on a pipe (see detach.go).
+// never starts Go, waits for its word on a pipe: "ok" once the mount
+// serves (runDaemon in daemon.go), "again" when Go finds a foreground
+// mount after all, or the pipe's end, when the child's exit status is
+// the command's.
 __attribute__((constructor)) static void strata_detach(int argc, char **argv)
 {
 	int p[2], st;
