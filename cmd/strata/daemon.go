@@ -36,9 +36,10 @@ const statsEnv = "STRATA_STATS_FILE"
 // the command again for that, in a new process, where strata_detach
 // (detach_cgo.go) did not fork before Go started: without cgo, or for a
 // command line it could not tell apart from a foreground one. The
-// daemon's standard streams are /dev/null (unless debugging), so that a
-// caller capturing them, as container engines do, is not kept waiting.
-func daemonize(args []string, debug bool) int {
+// daemon's standard streams are /dev/null, so that a caller capturing
+// them, as container engines do, is not kept waiting (debug output
+// implies the foreground: mountopt).
+func daemonize(args []string) int {
 	self, err := os.Executable()
 	if err != nil {
 		return fail(err)
@@ -55,9 +56,6 @@ func daemonize(args []string, debug bool) int {
 	cmd.Env = append(os.Environ(), daemonEnv+"=3")
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-	if debug {
-		cmd.Stderr = os.Stderr
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fail(err)

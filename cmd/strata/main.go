@@ -75,7 +75,7 @@ func run(args []string) int {
 		return fail(err)
 	}
 	if !o.Foreground {
-		return daemonize(args, o.Debug)
+		return daemonize(args)
 	}
 	srv, err := strata.MountHooks(o, testHooks())
 	if err != nil {
