@@ -143,7 +143,7 @@ type Measurement struct {
 	Key      string           `json:"key"`
 	Scenario string           `json:"scenario"`
 	Step     string           `json:"step"`
-	Mode     string           `json:"mode"` // "cold" or "warm"
+	Mode     string           `json:"mode"` // "cold", "warm" or "shared"
 	Desc     string           `json:"description"`
 	Bytes    int64            `json:"bytes,omitempty"`
 	Files    int              `json:"files,omitempty"`
