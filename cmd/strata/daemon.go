@@ -158,7 +158,13 @@ func writeStats(srv *strata.Server) {
 		overlay.Stats
 		Opens fusefs.OpenStats // with -o passthrough
 	}{srv.FS.Stats(), srv.FUSE.OpenStats()})
-	if err == nil {
-		os.WriteFile(path, append(b, '\n'), 0644)
+	if err != nil {
+		return
+	}
+	// Whole or not at all: a test waits for the file to appear and reads
+	// it at once, and os.WriteFile creates it empty before writing.
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, append(b, '\n'), 0644) == nil {
+		os.Rename(tmp, path)
 	}
 }
