@@ -61,11 +61,14 @@ func TestLinkDoesNotCacheSize(t *testing.T) {
 			}
 			if err := unix.Fstat(fd, &st); err != nil || st.Size != 150 {
 				// Rare (twice in a dozen CI runs, never by itself): say
-				// whether the upper file is still the one appended to.
+				// whether the upper file is still the one appended to,
+				// and what the daemon answers when the kernel must ask.
 				var up unix.Stat_t
 				uerr := unix.Stat(e.upper("f"), &up)
-				t.Fatalf("fstat after the link: size %d, %v; want 150, the file's size now (upper file: inode %d, then %d with size %d, %v)",
-					st.Size, err, ino, up.Ino, up.Size, uerr)
+				var sx unix.Statx_t
+				xerr := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC, unix.STATX_SIZE, &sx)
+				t.Fatalf("fstat after the link: size %d, %v; want 150, the file's size now (upper file: inode %d, then %d with size %d, %v; the daemon, asked: size %d, %v)",
+					st.Size, err, ino, up.Ino, up.Size, uerr, sx.Size, xerr)
 			}
 		})
 	}
