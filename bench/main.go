@@ -568,7 +568,7 @@ func runScenario(cfg *config, rep *Report, t Target, sc Scenario, env *Env) {
 		}
 		if st.Shared {
 			snapshot()
-			if err := cacheThenRemount(t, env.path(st.Cache)); err != nil {
+			if err := cacheThenRemount(env, st.Cache); err != nil {
 				fail(i, err)
 				return
 			}
@@ -597,17 +597,14 @@ func runScenario(cfg *config, rep *Report, t Target, sc Scenario, env *Env) {
 	}
 }
 
-// cacheThenRemount reads p through the target's mount, so that the page
+// cacheThenRemount reads rel through the target's mount, so that the page
 // cache holds the layer's copy, then mounts the target again: a new
 // daemon whose own caches are empty (a shared step).
-func cacheThenRemount(t Target, p string) error {
-	if _, err := readFile(p, make([]byte, 1<<20)); err != nil {
-		return fmt.Errorf("caching %s: %w", p, err)
+func cacheThenRemount(env *Env, rel string) error {
+	if _, err := readFile(env.path(rel), make([]byte, 1<<20)); err != nil {
+		return fmt.Errorf("caching %s: %w", rel, err)
 	}
-	if err := t.Unmount(); err != nil {
-		return fmt.Errorf("unmount: %w", err)
-	}
-	if err := t.Mount(); err != nil {
+	if _, err := env.Remount(); err != nil {
 		return fmt.Errorf("remount: %w", err)
 	}
 	return nil

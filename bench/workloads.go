@@ -28,7 +28,8 @@ type Env struct {
 	byte0 []byte // first byte of the big file, read by the copy-up setup
 
 	// Remount unmounts the target and mounts it again, timing only the
-	// mount (the mount workload; set by the runner for each target).
+	// mount (the mount workload and shared steps; set by the runner for
+	// each target).
 	Remount func() (time.Duration, error)
 }
 
